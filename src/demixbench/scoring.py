@@ -1,0 +1,100 @@
+"""Scoring separated tracks: BSS Eval v4 (museval) per 1 s frame, and the MDX nSDR per track.
+
+Scores are written per track in the museval / SiSEC JSON format, gzipped:
+``{"targets": [{"name": "drums", "frames": [{"time": 0.0, "duration": 1.0,
+"metrics": {"SDR": .., "SIR": .., "ISR": .., "SAR": ..}}, ...]}, ...], "nsdr": {"drums": .., ...}}``
+so results of published systems (SiSEC 2018) and of this project are read by the same table code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from demixbench import TARGETS
+
+log = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
+
+
+def nsdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-7) -> float:
+    """MDX-style "new SDR" over a whole signal, all channels together:
+    10 log10((sum s^2 + eps) / (sum (s - s_hat)^2 + eps)). Any matching shapes."""
+    reference = np.asarray(reference, dtype=np.float64)
+    estimate = np.asarray(estimate, dtype=np.float64)
+    return float(10 * np.log10((np.sum(reference**2) + eps) / (np.sum((reference - estimate) ** 2) + eps)))
+
+
+def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> dict[str, np.ndarray]:
+    """museval.evaluate in v4 mode (all sources jointly).
+
+    references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
+    """
+    import museval
+
+    sdr, isr, sir, sar = museval.evaluate(references, estimates, win=win, hop=hop, mode="v4", padding=True)
+    return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
+
+
+BACKENDS = {"museval": bss_eval_museval}
+
+
+def score_track(
+    references: np.ndarray,
+    estimates: np.ndarray,
+    targets: Sequence[str] = TARGETS,
+    sample_rate: int = 44100,
+    win_seconds: float = 1.0,
+    hop_seconds: float = 1.0,
+    backend: str = "museval",
+) -> dict:
+    """Score one track; returns the museval-format dict (see module docstring).
+
+    references, estimates: (targets, channels, samples), in the order of `targets`.
+    """
+    if references.shape != estimates.shape:
+        raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in shape")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scoring backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    win, hop = int(win_seconds * sample_rate), int(hop_seconds * sample_rate)
+    # museval wants (sources, samples, channels)
+    metrics = BACKENDS[backend](references.transpose(0, 2, 1), estimates.transpose(0, 2, 1), win=win, hop=hop)
+    n_frames = metrics["SDR"].shape[1]
+    result = {"targets": [], "nsdr": {}}
+    for index, target in enumerate(targets):
+        frames = [
+            {
+                "time": k * hop / sample_rate,
+                "duration": win / sample_rate,
+                "metrics": {name: float(metrics[name][index, k]) for name in METRICS},
+            }
+            for k in range(n_frames)
+        ]
+        result["targets"].append({"name": target, "frames": frames})
+        result["nsdr"][target] = nsdr(references[index], estimates[index])
+    return result
+
+
+def write_scores(path: Path, scores: dict) -> None:
+    """Write museval-format scores as JSON (gzipped when `path` ends in .gz), atomically.
+
+    NaN is written as the JSON literal NaN, as museval and the SiSEC 2018 submissions do.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(scores, indent=1, allow_nan=True).encode()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if path.suffix == ".gz":
+        # No name and mtime=0 in the gzip header: identical scores give byte-identical files.
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+            f.write(text)
+    else:
+        tmp.write_bytes(text)
+    os.replace(tmp, path)
