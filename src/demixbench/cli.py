@@ -1,0 +1,151 @@
+"""Command line interface: ``demixbench <command> ...``.
+
+Commands
+--------
+table
+    Build an SDR leaderboard from directories of per-track museval score files, without Snakemake::
+
+        demixbench table --row IRM2=scores/IRM2 --row unet=runs/s0/scores,runs/s1/scores \\
+            --compare unet:IRM2 --out results/table
+
+    Each ``--row NAME=DIR[,DIR...]`` is one table row (kind "imported"); several directories are
+    that method's seeds. Writes ``sdr.md``, ``sdr.csv`` and ``sdr.json`` into ``--out`` and prints
+    the Markdown table.
+
+New commands register a subparser in :func:`build_parser` with a ``handler`` default taking
+``(args, parser)`` and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from demixbench import TARGETS, __version__
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_parser", "main"]
+
+
+def _parse_row(value: str) -> tuple[str, tuple[Path, ...]]:
+    """``NAME=DIR[,DIR...]`` -> (name, dirs); malformed values raise ArgumentTypeError."""
+    name, sep, dirs = value.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR[,DIR...], got {value!r}")
+    paths = [part.strip() for part in dirs.split(",")]
+    if not dirs.strip() or any(not part for part in paths):
+        raise argparse.ArgumentTypeError(
+            f"row {name!r}: empty directory in {value!r} (expected NAME=DIR[,DIR...])"
+        )
+    return name, tuple(Path(part) for part in paths)
+
+
+def _parse_compare(value: str) -> tuple[str, str]:
+    """``VARIANT:BASELINE`` -> (variant, baseline); malformed values raise ArgumentTypeError."""
+    variant, sep, baseline = value.partition(":")
+    variant, baseline = variant.strip(), baseline.strip()
+    if not sep or not variant or not baseline or ":" in baseline:
+        raise argparse.ArgumentTypeError(f"expected VARIANT:BASELINE, got {value!r}")
+    return variant, baseline
+
+
+def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench table``."""
+    from demixbench.table import Comparison, MethodRuns, build_table
+
+    rows: list[tuple[str, tuple[Path, ...]]] = args.row
+    names = [name for name, _ in rows]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        parser.error(f"--row: duplicate row name(s) {duplicates}")
+    for name, dirs in rows:
+        for directory in dirs:
+            if not directory.is_dir():
+                parser.error(f"--row {name}: {directory} is not a directory")
+    for variant, baseline in args.compare:
+        unknown = [n for n in (variant, baseline) if n not in names]
+        if unknown:
+            parser.error(f"--compare {variant}:{baseline}: unknown row name(s) {unknown}; rows are {names}")
+    targets = tuple(args.targets) if args.targets else TARGETS
+
+    try:
+        table = build_table(
+            [MethodRuns(name=name, seed_dirs=dirs, kind="imported") for name, dirs in rows],
+            [Comparison(variant=variant, baseline=baseline) for variant, baseline in args.compare],
+            targets=targets,
+            metric=args.metric,
+        )
+        table.write(args.out, stem=args.stem)
+    except ValueError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    print(table.to_markdown(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``demixbench`` argument parser, one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="demixbench",
+        description="demixbench: reproduce music source separation results, MUSDB18 to an SDR leaderboard.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    table = commands.add_parser(
+        "table",
+        help="build an SDR table from per-track museval score directories",
+        description="Build a leaderboard (median over frames, median over tracks; mean ± s.e. over seeds) "
+        "from directories of per-track museval score files (*.json / *.json.gz).",
+    )
+    table.add_argument(
+        "--row",
+        action="append",
+        type=_parse_row,
+        required=True,
+        metavar="NAME=DIR[,DIR...]",
+        help="a table row; several comma-separated directories are the method's seeds (repeatable)",
+    )
+    table.add_argument(
+        "--compare",
+        action="append",
+        type=_parse_compare,
+        default=[],
+        metavar="VARIANT:BASELINE",
+        help="add a difference row VARIANT - BASELINE (repeatable)",
+    )
+    table.add_argument("--metric", default="SDR", help="museval metric to aggregate (default: SDR)")
+    table.add_argument(
+        "--targets",
+        nargs="+",
+        default=None,
+        metavar="TARGET",
+        help=f"target columns (default: {' '.join(TARGETS)})",
+    )
+    table.add_argument(
+        "--out", type=Path, required=True, metavar="OUTDIR", help="directory for the output files"
+    )
+    table.add_argument("--stem", default="sdr", help="output file name stem (default: sdr)")
+    table.set_defaults(handler=_run_table, subparser=table)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``demixbench`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.handler(args, args.subparser))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
