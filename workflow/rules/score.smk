@@ -1,0 +1,24 @@
+"""Scoring stage: BSS Eval v4 per test track, one job per run and track."""
+
+
+rule score_track:
+    """Score the four targets of one track jointly; museval-format JSON (gzipped)."""
+    input:
+        estimates=expand(SEPARATED + "/{target}.wav", target=TARGETS, allow_missing=True),
+        references=expand(DECODED + "/{target}.npy", target=TARGETS, allow_missing=True),
+        code=code("scoring.py"),
+    output:
+        SCORES + "/{track}.json.gz",
+    params:
+        scoring=config["scoring"],
+        sample_rate=DATA["sample_rate"],
+    threads: config["resources"]["score"]["threads"]
+    resources:
+        mem_mb=config["resources"]["score"]["mem_mb"],
+        runtime=config["resources"]["score"]["runtime"],
+    log:
+        "logs/score_track/{method}/{run}/{track}.log",
+    conda:
+        "../../envs/demixbench.yaml"
+    script:
+        "../scripts/score_track.py"

@@ -1,0 +1,49 @@
+"""Separation stage: estimates of the four targets for every test track, per trained run and oracle."""
+
+
+rule separate_track:
+    """Separate one test track with one trained model and seed."""
+    input:
+        weights=rules.train_model.output.weights,
+        meta=rules.train_model.output.meta,
+        mixture=DECODED + "/mixture.npy",
+        code=code("separate.py"),
+    output:
+        expand(SEPARATED + "/{target}.wav", target=TARGETS, method="{model}", run="seed{seed}", allow_missing=True),
+    params:
+        arch=lambda wildcards: config["models"][wildcards.model]["arch"],
+        separation=config["separation"],
+        sample_rate=DATA["sample_rate"],
+    threads: config["resources"]["separate"]["threads"]
+    resources:
+        mem_mb=config["resources"]["separate"]["mem_mb"],
+        runtime=config["resources"]["separate"]["runtime"],
+        gpu=config["resources"]["separate"]["gpu"],
+    log:
+        "logs/separate_track/{model}/seed{seed}/{track}.log",
+    conda:
+        "../../envs/demixbench.yaml"
+    script:
+        "../scripts/separate_track.py"
+
+
+rule separate_oracle:
+    """Oracle estimates of one test track, computed from its true stems."""
+    input:
+        stems=expand(DECODED + "/{stem}.npy", stem=STEMS, allow_missing=True),
+        code=code("oracles.py", "audio.py"),
+    output:
+        expand(SEPARATED + "/{target}.wav", target=TARGETS, method="{oracle}", run="oracle", allow_missing=True),
+    params:
+        stft=config["stft"],
+        sample_rate=DATA["sample_rate"],
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["separate"]["mem_mb"],
+        runtime=config["resources"]["separate"]["runtime"],
+    log:
+        "logs/separate_oracle/{oracle}/{track}.log",
+    conda:
+        "../../envs/demixbench.yaml"
+    script:
+        "../scripts/separate_oracle.py"

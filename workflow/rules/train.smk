@@ -1,0 +1,32 @@
+"""Training stage: one job per {model} and {seed}."""
+
+
+rule train_model:
+    """Train one model for one seed; keep the best-on-validation weights."""
+    input:
+        train=decoded(TRAIN_TRACKS),
+        valid=decoded(VALID_TRACKS),
+        stats=rules.compute_input_stats.output[0],
+        code=code("train.py", "models/__init__.py", "models/unet.py", "models/discriminators.py", "audio.py", "checkpoint.py"),
+    output:
+        weights=CHECKPOINT + "/model.pt",
+        meta=CHECKPOINT + "/model.json",
+        history=CHECKPOINT + "/history.csv",
+    params:
+        model=model_params,
+        seed=lambda wildcards: int(wildcards.seed),
+        stft=config["stft"],
+        sample_rate=DATA["sample_rate"],
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+        gpu=config["resources"]["train"]["gpu"],
+    log:
+        "logs/train_model/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_model/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/demixbench.yaml"
+    script:
+        "../scripts/train_model.py"
