@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+
+from demixbench.scoring import nsdr, score_track, write_scores
+from demixbench.table import load_track_scores
+
+
+def test_nsdr_matches_definition():
+    reference = np.ones((2, 100))
+    assert nsdr(reference, reference) == pytest.approx(10 * np.log10((200 + 1e-7) / 1e-7))
+    assert nsdr(reference, 0.5 * reference) == pytest.approx(10 * np.log10((200 + 1e-7) / (50 + 1e-7)))
+
+
+@pytest.fixture(scope="module")
+def scores():
+    rng = np.random.default_rng(0)
+    references = rng.standard_normal((4, 2, 3 * 8000)).astype(np.float32)
+    references[3, :, : 8000] = 0  # a silent first second of "vocals"
+    estimates = references + 0.3 * rng.standard_normal(references.shape).astype(np.float32)
+    return references, estimates, score_track(references, estimates, sample_rate=8000)
+
+
+def test_score_track_in_museval_format(scores):
+    references, estimates, result = scores
+    assert [t["name"] for t in result["targets"]] == ["drums", "bass", "other", "vocals"]
+    frames = result["targets"][0]["frames"]
+    assert len(frames) == 3
+    assert frames[1]["time"] == 1.0 and frames[1]["duration"] == 1.0
+    assert set(frames[0]["metrics"]) == {"SDR", "SIR", "ISR", "SAR"}
+    # v4 SDR of estimate = reference + noise at -10.5 dB is about 10.5 dB per frame
+    assert 8 < frames[1]["metrics"]["SDR"] < 13
+    # museval gives NaN for every target in a frame where any reference is silent
+    for target in result["targets"]:
+        assert np.isnan(target["frames"][0]["metrics"]["SDR"])
+        assert np.isfinite(target["frames"][2]["metrics"]["SDR"])
+    assert result["nsdr"]["drums"] == pytest.approx(nsdr(references[0], estimates[0]))
+
+
+def test_scores_round_trip_through_the_table_reader(scores, tmp_path):
+    _, _, result = scores
+    path = tmp_path / "Track A.json.gz"
+    write_scores(path, result)
+    values = load_track_scores(path)
+    assert np.isnan(values["vocals"][0])
+    assert values["drums"][1] == pytest.approx(result["targets"][0]["frames"][1]["metrics"]["SDR"])
+    plain = tmp_path / "Track A.json"
+    write_scores(plain, result)
+    assert json.loads(plain.read_text().replace("NaN", "null"))["targets"][0]["name"] == "drums"
+    write_scores(tmp_path / "again.json.gz", result)
+    assert (tmp_path / "again.json.gz").read_bytes() == path.read_bytes()  # deterministic bytes
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="differ in shape"):
+        score_track(np.zeros((4, 2, 100)), np.zeros((4, 2, 99)))

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from demixbench.checkpoint import load_checkpoint
+from demixbench.train import ChunkSampler, GANConfig, ModelSpec, TrainConfig, train
+
+SPEC = ModelSpec("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
+CONFIG = TrainConfig(seed=3, epochs=2, steps_per_epoch=3, batch_size=2, segment_seconds=0.5, valid_segment_seconds=3.0)
+GAN = GANConfig(discriminator_args={"in_channels": 10, "channels": [4, 8]}, warmup_steps=2, feature_match_weight=1.0)
+
+
+def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None):
+    out = tmp_path / name
+    stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
+    history = train(
+        SPEC, config, [decoded[t] for t in splits.train], [decoded[t] for t in splits.valid],
+        out / "model.pt", out / "history.csv", input_stats=stats, gan=gan, record={"model_name": name},
+    )
+    return out, history
+
+
+def test_same_seed_gives_bit_identical_weights(tmp_path, decoded, small_splits):
+    first, history = _run(tmp_path, decoded, small_splits, "a")
+    second, _ = _run(tmp_path, decoded, small_splits, "b")
+    third, _ = _run(tmp_path, decoded, small_splits, "c", config=TrainConfig(**{**CONFIG.__dict__, "seed": 4}))
+    a, b, c = (torch.load(d / "model.pt", weights_only=True) for d in (first, second, third))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert len(history) == 2 and all(np.isfinite(row["valid_nsdr"]) for row in history)
+    header = (first / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "train_loss", "valid_loss", "valid_nsdr", "valid_nsdr_vocals"} <= set(header)
+
+
+def test_checkpoint_describes_itself(tmp_path, decoded, small_splits):
+    out, _ = _run(tmp_path, decoded, small_splits, "described")
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["arch"] == "unet" and meta["args"] == SPEC.args
+    assert meta["config"]["train"]["seed"] == 3 and meta["config"]["model_name"] == "described"
+    assert {"git", "packages", "python", "host"} <= set(meta["provenance"])
+    assert meta["provenance"]["packages"]["torch"].startswith("2.11")
+    model, _ = load_checkpoint(out / "model.pt", expected_arch="unet")
+    assert torch.allclose(model.input_mean, torch.full((256,), 0.1))
+    assert not model.training
+
+
+def test_gan_variant_trains_and_logs_adversarial_losses(tmp_path, decoded, small_splits):
+    _, history = _run(tmp_path, decoded, small_splits, "gan", gan=GAN)
+    assert history[0]["train_adv"] > 0 and history[1]["train_d"] > 0  # after the 2 warm-up steps
+
+
+def test_checkpoint_mismatches_fail_clearly(tmp_path, decoded, small_splits):
+    out, _ = _run(tmp_path, decoded, small_splits, "mismatch")
+    with pytest.raises(ValueError, match="is a 'unet' model, but 'demucs_v1' was requested"):
+        load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
+    meta = json.loads((out / "model.json").read_text())
+    meta["args"]["channels"] = [4, 8, 16, 64]
+    (out / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="weights do not match"):
+        load_checkpoint(out / "model.pt")
+    (out / "model.json").unlink()
+    with pytest.raises(ValueError, match="checkpoint metadata missing"):
+        load_checkpoint(out / "model.pt")
+
+
+def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
+    sampler = ChunkSampler([decoded[t] for t in small_splits.train], 4410, remix=True, channel_swap=True, sign_flip=True)
+    mixture, sources = sampler.batch(np.random.default_rng(0), 3)
+    assert mixture.shape == (3, 2, 4410) and sources.shape == (3, 4, 2, 4410)
+    torch.testing.assert_close(mixture, sources.sum(dim=1))
