@@ -14,7 +14,9 @@ PACKAGES = ("demixbench", "torch", "torchaudio", "numpy", "scipy", "pandas", "mu
 
 
 def git_state(cwd: Path | None = None) -> dict:
-    """{"commit": sha or None, "dirty": bool or None} of the repository containing `cwd`."""
+    """{"commit": sha or None, "dirty": bool or None} of the repository containing `cwd`
+    (default: this package's source, i.e. the demixbench checkout the code runs from)."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parent
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()

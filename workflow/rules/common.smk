@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import jsonschema
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
@@ -14,7 +16,24 @@ min_version("9.0")
 
 # ---- configuration ---------------------------------------------------------------------------
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+def check_config(config, schema_file):
+    """Stop with one line naming the offending key and the allowed values, then fill defaults."""
+    with open(schema_file) as f:
+        schema = yaml.safe_load(f)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        hint = ""
+        if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
+            hint = f"; allowed keys: {', '.join(error.schema['properties'])}"
+        elif error.validator == "required":
+            hint = "; see config.yaml for every key with a comment"
+        raise WorkflowError(f"config key {key}: {error.message}{hint}")
+    validate(config, schema_file)  # Snakemake's validation also fills in the schema's defaults
+
+
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 MODELS = list(config["models"])
 ORACLES = list(config["oracles"])
@@ -72,6 +91,11 @@ def dataset_splits() -> Splits:
 
 SPLITS = dataset_splits()
 TRAIN_TRACKS, VALID_TRACKS, TEST_TRACKS = SPLITS.train, SPLITS.valid, SPLITS.test
+if not VALID_TRACKS:
+    raise WorkflowError(
+        f"data.validation_tracks: no validation tracks in {DATA['root']}; list some train tracks there "
+        "(musdb's official validation tracks are missing from this copy)"
+    )
 
 wildcard_constraints:
     model="|".join(MODELS),
@@ -81,13 +105,7 @@ wildcard_constraints:
     run=r"seed\d+|oracle",
 
 
-# ---- paths -----------------------------------------------------------------------------------
-
-DECODED = "results/decoded/{track}"
-CHECKPOINT = "results/models/{model}/seed{seed}"
-SEPARATED = "results/separated/{method}/{run}/{track}"
-SCORES = "results/scores/{method}/{run}"
-
+# ---- paths and params shared by the rules -----------------------------------------------------
 
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
@@ -98,7 +116,7 @@ def code(*modules):
 
 
 def decoded(tracks, stem="mixture"):
-    return [f"{DECODED.format(track=t)}/{stem}.npy" for t in tracks]
+    return [f"results/decoded/{track}/{stem}.npy" for track in tracks]
 
 
 def dataset_inputs(wildcards):
@@ -125,7 +143,7 @@ def runs(method):
 
 def all_scores(wildcards=None):
     return [
-        f"{SCORES.format(method=method, run=run)}/{track}.json.gz"
+        f"results/scores/{method}/{run}/{track}.json.gz"
         for method in MODELS + ORACLES
         for run in runs(method)
         for track in TEST_TRACKS
@@ -134,9 +152,10 @@ def all_scores(wildcards=None):
 
 def table_rows():
     """Rows of the SDR table: models (one score directory per seed) then oracles."""
-    rows = [{"name": m, "kind": "model", "seed_dirs": [SCORES.format(method=m, run=r) for r in runs(m)]} for m in MODELS]
-    rows += [{"name": o, "kind": "oracle", "seed_dirs": [SCORES.format(method=o, run="oracle")]} for o in ORACLES]
-    return rows
+    return [
+        {"name": method, "kind": "oracle" if method in ORACLES else "model", "seed_dirs": [f"results/scores/{method}/{run}" for run in runs(method)]}
+        for method in MODELS + ORACLES
+    ]
 
 
 def table_comparisons():

@@ -26,8 +26,8 @@ rule decode_track:
         dataset=dataset_inputs,
         code=code("data.py"),
     output:
-        stems=expand(DECODED + "/{stem}.npy", stem=STEMS, allow_missing=True),
-        meta=DECODED + "/meta.json",
+        stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
+        meta="results/decoded/{track}/meta.json",
     params:
         source=DATA["source"],
         root=DATA["root"],

@@ -4,11 +4,11 @@
 rule score_track:
     """Score the four targets of one track jointly; museval-format JSON (gzipped)."""
     input:
-        estimates=expand(SEPARATED + "/{target}.wav", target=TARGETS, allow_missing=True),
-        references=expand(DECODED + "/{target}.npy", target=TARGETS, allow_missing=True),
+        estimates=expand("results/separated/{method}/{run}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
+        references=expand("results/decoded/{track}/{target}.npy", target=TARGETS, allow_missing=True),
         code=code("scoring.py"),
     output:
-        SCORES + "/{track}.json.gz",
+        "results/scores/{method}/{run}/{track}.json.gz",
     params:
         scoring=config["scoring"],
         sample_rate=DATA["sample_rate"],

@@ -6,10 +6,10 @@ rule separate_track:
     input:
         weights=rules.train_model.output.weights,
         meta=rules.train_model.output.meta,
-        mixture=DECODED + "/mixture.npy",
+        mixture="results/decoded/{track}/mixture.npy",
         code=code("separate.py"),
     output:
-        expand(SEPARATED + "/{target}.wav", target=TARGETS, method="{model}", run="seed{seed}", allow_missing=True),
+        expand("results/separated/{model}/seed{seed}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
     params:
         arch=lambda wildcards: config["models"][wildcards.model]["arch"],
         separation=config["separation"],
@@ -30,10 +30,10 @@ rule separate_track:
 rule separate_oracle:
     """Oracle estimates of one test track, computed from its true stems."""
     input:
-        stems=expand(DECODED + "/{stem}.npy", stem=STEMS, allow_missing=True),
+        stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
         code=code("oracles.py", "audio.py"),
     output:
-        expand(SEPARATED + "/{target}.wav", target=TARGETS, method="{oracle}", run="oracle", allow_missing=True),
+        expand("results/separated/{oracle}/oracle/{track}/{target}.wav", target=TARGETS, allow_missing=True),
     params:
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],

@@ -9,9 +9,9 @@ rule train_model:
         stats=rules.compute_input_stats.output[0],
         code=code("train.py", "models/__init__.py", "models/unet.py", "models/discriminators.py", "audio.py", "checkpoint.py"),
     output:
-        weights=CHECKPOINT + "/model.pt",
-        meta=CHECKPOINT + "/model.json",
-        history=CHECKPOINT + "/history.csv",
+        weights="results/models/{model}/seed{seed}/model.pt",
+        meta="results/models/{model}/seed{seed}/model.json",
+        history="results/models/{model}/seed{seed}/history.csv",
     params:
         model=model_params,
         seed=lambda wildcards: int(wildcards.seed),

@@ -1,0 +1,229 @@
+"""The Snakemake workflow: lint, dry runs, config and dataset errors, and the whole pipeline on a
+tiny config (slow), including what a rerun does after edits."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from demixbench.models import ARCHITECTURES, DISCRIMINATORS
+from demixbench.oracles import ORACLES
+from demixbench.scoring import BACKENDS
+
+from conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def load_demo() -> dict:
+    return yaml.safe_load((REPO / "config/demo.yaml").read_text())
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in `workdir` with `config` (written to workdir/config.yaml)."""
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if config is not None:
+        path = workdir / "test-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command += ["--configfile", str(path)]
+    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry run, as {rule: count}."""
+    counts = {}
+    in_table = False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if match and match.group(1) != "total":
+                counts[match.group(1)] = int(match.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return counts
+
+
+def test_schema_enumerations_match_the_package_registries():
+    definitions = SCHEMA["definitions"]
+    assert definitions["model"]["properties"]["arch"]["enum"] == sorted(ARCHITECTURES)
+    assert definitions["gan"]["properties"]["discriminator"]["enum"] == sorted(DISCRIMINATORS)
+    assert SCHEMA["properties"]["oracles"]["items"]["enum"] == list(ORACLES)
+    assert SCHEMA["properties"]["scoring"]["properties"]["backend"]["enum"] == list(BACKENDS)
+
+
+def test_every_config_key_is_commented():
+    """config.yaml documents every key it sets, on the key's line or the line before."""
+    lines = (REPO / "config.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("-") or ":" not in stripped:
+            continue
+        if stripped.startswith("<<:") or stripped.endswith(("*unet_args", "*unet_train")):
+            continue
+        previous = lines[number - 1].strip() if number else ""
+        assert "#" in line or previous.startswith("#") or stripped.endswith(":"), f"config.yaml:{number + 1} has no comment: {line}"
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, load_demo(), "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_dry_run_of_the_demo_config(tmp_path):
+    result = snakemake(tmp_path, load_demo(), "-n")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 12 + 4 tracks; 2 models x 2 seeds; 4 test tracks per run; 2 oracles
+    assert counts == {
+        "prepare_dataset": 1, "decode_track": 16, "compute_input_stats": 1, "train_model": 4,
+        "separate_track": 16, "separate_oracle": 8, "score_track": 24, "make_sdr_table": 1, "all": 1,
+    }
+
+
+def test_dry_run_of_the_paper_preset_on_a_local_musdb18hq_layout(tmp_path, small_dataset):
+    """config.yaml (the experiment of record) pointed at a MUSDB18-HQ layout: 2 models x 5 seeds."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data"]["root"] = str(small_dataset)
+    config["data"]["validation_tracks"] = [sorted(os.listdir(small_dataset / "train"))[-1]]
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["train_model"] == 10 and "prepare_dataset" not in counts
+    assert counts["score_track"] == (2 * 5 + 2) * 2
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c.update(seeds="one"), "config key seeds: 'one' is not of type 'array'"),
+        (lambda c: c["models"]["unet"]["train"].update(epochs=2.5), ".train.epochs: 2.5 is not of type 'integer'"),
+        (lambda c: c["data"].update(source="musdb19"), "config key data.source: 'musdb19' is not one of"),
+        (lambda c: c["models"]["unet"]["train"].update(epoch=3), "('epoch' was unexpected); allowed keys: epochs,"),
+        (lambda c: c.update(oracle=["MIX"]), "config key (top level): Additional properties are not allowed ('oracle' was unexpected)"),
+        (lambda c: c["models"]["unet_gan"]["gan"].update(loss="wasserstein"), "config key models.unet_gan.gan.loss: 'wasserstein' is not one of ['lsgan', 'hinge']"),
+        (lambda c: c["models"]["unet_gan"].update(baseline="resnet"), "config key models.unet_gan.baseline: 'resnet' is not a model"),
+        (lambda c: c["models"]["unet"]["args"].update(n_fft=2048), "config key models.unet.args.n_fft: 2048 differs from stft.n_fft"),
+        (lambda c: c["data"]["synthetic"].update(n_validation=12), "data.synthetic.n_validation: 12 must be smaller than"),
+    ],
+)
+def test_bad_config_stops_with_the_key(tmp_path, edit, message):
+    config = load_demo()
+    edit(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_directory_stops_before_any_job(tmp_path):
+    config = load_demo()
+    config["data"].update(source="musdb18hq", root=str(tmp_path / "MUSDB18-HQ"))
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0
+    assert f"{tmp_path / 'MUSDB18-HQ'}: dataset directory does not exist" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_malformed_dataset_and_missing_stem_stop_before_any_job(tmp_path, small_dataset):
+    root = tmp_path / "MUSDB18-HQ"
+    shutil.copytree(small_dataset, root)
+    shutil.rmtree(root / "test")
+    config = load_demo()
+    config["data"].update(source="musdb18hq", root=str(root), validation_tracks=[sorted(os.listdir(root / "train"))[-1]])
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0 and f"{root / 'test'}: missing 'test/' directory" in result.stdout + result.stderr
+
+    shutil.copytree(small_dataset / "test", root / "test")
+    stem = next((root / "test").iterdir()) / "vocals.wav"
+    stem.unlink()
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0 and f"{stem}: missing stem file" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# ---- the whole pipeline ----------------------------------------------------------------------
+
+
+def tiny_config() -> dict:
+    """The demo config shrunk to run in about two minutes on 2 cores."""
+    config = load_demo()
+    config["data"]["synthetic"].update(n_train=3, n_test=2, n_validation=1, duration=4.0)
+    for entry in config["models"].values():
+        entry["train"] = {**entry["train"], "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 1.0, "valid_segment_seconds": 4.0}
+    config["models"]["unet_gan"]["gan"]["warmup_steps"] = 1
+    config["separation"]["segment_seconds"] = 4.0
+    return config
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Run the whole pipeline once on the tiny config; yields (workdir, config, first run)."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    config = tiny_config()
+    result = snakemake(workdir, config, "--cores", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir, config, result
+
+
+@pytest.mark.slow
+def test_pipeline_produces_the_table(pipeline):
+    workdir, _, result = pipeline
+    table = json.loads((workdir / "results/tables/sdr.json").read_text())
+    assert set(table["rows"]) == {"unet", "unet_gan", "MIX", "IRM2"}
+    assert table["rows"]["unet"]["n_seeds"] == 2 and table["rows"]["MIX"]["n_seeds"] == 1
+    assert table["n_tracks"] == 2
+    for row in table["rows"].values():
+        for target in ("drums", "bass", "other", "vocals", "All"):
+            assert row[target]["mean"] is not None
+    assert "unet_gan - unet" in table["differences"]
+    markdown = (workdir / "results/tables/sdr.md").read_text()
+    assert "| unet_gan - unet |" in markdown.replace("  ", " ") or "unet_gan - unet" in markdown
+    # IRM2 is an upper bound no trained model reaches, even a tiny one
+    for target in ("drums", "bass", "other", "vocals"):
+        assert table["rows"]["IRM2"][target]["mean"] > table["rows"]["unet"][target]["mean"]
+    meta = json.loads((workdir / "results/models/unet/seed1/model.json").read_text())
+    assert meta["config"]["train"]["seed"] == 1 and meta["provenance"]["git"]["commit"]
+
+
+@pytest.mark.slow
+def test_rerun_after_a_finished_run_does_nothing(pipeline):
+    workdir, config, _ = pipeline
+    result = snakemake(workdir, config, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
+@pytest.mark.slow
+def test_newer_table_code_reruns_only_the_table(pipeline):
+    workdir, config, _ = pipeline
+    table = workdir / "results/tables/sdr.md"
+    code_mtime = (REPO / "src/demixbench/table.py").stat().st_mtime
+    # Same as editing table.py after the run, without touching the repository.
+    for output in table.parent.iterdir():
+        os.utime(output, (code_mtime - 10, code_mtime - 10))
+    counts = job_counts(snakemake(workdir, config, "-n").stdout)
+    assert counts == {"make_sdr_table": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_editing_one_model_reruns_only_its_jobs_and_the_table(pipeline):
+    workdir, config, _ = pipeline
+    edited = copy.deepcopy(config)
+    edited["models"]["unet_gan"]["gan"]["adv_weight"] = 0.5
+    counts = job_counts(snakemake(workdir, edited, "-n").stdout)
+    # 2 seeds; 2 test tracks per seed
+    assert counts == {"train_model": 2, "separate_track": 4, "score_track": 4, "make_sdr_table": 1, "all": 1}
