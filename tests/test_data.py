@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from demixbench import TARGETS
-from demixbench.data import DatasetError, Splits, decode_track, list_tracks, load_decoded, musdb_validation_tracks
+from demixbench.data import DatasetError, decode_track, list_tracks, load_decoded, musdb_validation_tracks
 
 from conftest import SMALL_SPEC
 

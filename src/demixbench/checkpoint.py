@@ -10,13 +10,13 @@ so a model can be rebuilt without the code that trained it guessing anything.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from demixbench.fileio import atomic_path, atomic_write_text
 from demixbench.models import build_model
 from demixbench.provenance import provenance
 
@@ -26,21 +26,10 @@ def metadata_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary sibling and rename, so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(model: nn.Module, path: Path, arch: str, args: dict[str, Any], config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """Write `path` (state_dict) and its JSON metadata, each atomically, JSON last."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, temporary)
     meta = {"arch": arch, "args": args, "config": config, "provenance": provenance(), **(extra or {})}
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))
 

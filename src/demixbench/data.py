@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import yaml
 
 from demixbench import SAMPLE_RATE, TARGETS
+from demixbench.fileio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,6 @@ def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None
     )
 
 
-def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
 def decode_track(source: str, root: Path, subset: str, track: str, out_dir: Path, sample_rate: int = SAMPLE_RATE) -> dict:
     """Decode one track through `musdb` into the cache: out_dir/{mixture,drums,bass,other,vocals}.npy.
 
@@ -173,11 +166,10 @@ def decode_track(source: str, root: Path, subset: str, track: str, out_dir: Path
             raise DatasetError(f"{location}: stem {stem!r} has {audio.shape[0]} channels, expected 2 (stereo)")
         if not np.isfinite(audio).all():
             raise DatasetError(f"{location}: stem {stem!r} contains NaN or Inf samples")
-        _write_npy_atomic(out_dir / f"{stem}.npy", audio)
+        with atomic_path(out_dir / f"{stem}.npy") as temporary, open(temporary, "wb") as f:
+            np.save(f, audio)
     meta = {"track": track, "subset": subset, "source": source, "sample_rate": sample_rate, "samples": lengths["mixture"]}
-    tmp = out_dir / f".meta.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, out_dir / "meta.json")
+    atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2))
     log.info("decoded %s (%s, %.1f s)", track, subset, lengths["mixture"] / sample_rate)
     return meta
 

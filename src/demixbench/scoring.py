@@ -11,13 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from demixbench import TARGETS
+from demixbench.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,8 @@ def write_scores(path: Path, scores: dict) -> None:
     NaN is written as the JSON literal NaN, as museval and the SiSEC 2018 submissions do.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(scores, indent=1, allow_nan=True).encode()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if path.suffix == ".gz":
         # No name and mtime=0 in the gzip header: identical scores give byte-identical files.
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
-            f.write(text)
-    else:
-        tmp.write_bytes(text)
-    os.replace(tmp, path)
+        text = gzip.compress(text, mtime=0)
+    atomic_write_bytes(path, text)

@@ -7,7 +7,6 @@ triangular window), so memory depends on the segment length, not on the track le
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import soundfile as sf
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from demixbench.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,8 @@ def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str]
     paths = []
     for target, audio in zip(targets, estimates, strict=True):
         path = out_dir / f"{target}.wav"
-        tmp = out_dir / f".{target}.tmp-{os.getpid()}.wav"
-        sf.write(tmp, audio.T, sample_rate, subtype="FLOAT")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".wav") as temporary:
+            sf.write(temporary, audio.T, sample_rate, subtype="FLOAT")
         paths.append(path)
     return paths
 

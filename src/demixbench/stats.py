@@ -4,7 +4,6 @@ magnitude, which spectrogram models use to normalise their input (as open-unmix 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from demixbench.audio import STFT, STFTConfig
+from demixbench.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,8 @@ def compute_input_stats(mixtures: Sequence[Path], stft: STFTConfig, chunk_second
 
 def save_input_stats(path: Path, mean: np.ndarray, std: np.ndarray, stft: STFTConfig) -> None:
     """Write the statistics with the STFT they belong to (npz, atomically)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, mean=mean, std=std, n_fft=stft.n_fft, hop_length=stft.hop_length)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez(temporary, mean=mean, std=std, n_fft=stft.n_fft, hop_length=stft.hop_length)
 
 
 def load_input_stats(path: Path, stft: STFTConfig) -> tuple[np.ndarray, np.ndarray]:

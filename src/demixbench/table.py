@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from demixbench import TARGETS
+from demixbench.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -287,24 +287,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _format_cell(mean: float, se: float, signed: bool) -> str:
     """``4.21 ± 0.13``; ``4.21`` when the SE is NaN; ``+0.12 ± 0.05`` for differences; ``n/a`` for NaN."""
     if math.isnan(mean):
@@ -388,7 +370,7 @@ class SDRTable:
     def to_csv(self, path: Path) -> Path:
         """Write :attr:`data` (one row per method/difference and target) as CSV; returns the path."""
         text = self.data.to_csv(index=False, lineterminator="\n")
-        return _atomic_write_text(Path(path), text)
+        return atomic_write_text(Path(path), text)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict (NaN as None); the structure :meth:`to_json` writes."""
@@ -426,7 +408,7 @@ class SDRTable:
     def to_json(self, path: Path) -> Path:
         """Write the table as strict JSON (NaN as null), usable as DVC metrics; returns the path."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-        return _atomic_write_text(Path(path), text)
+        return atomic_write_text(Path(path), text)
 
     def write(self, out_dir: Path, stem: str = "sdr") -> dict[str, Path]:
         """Write ``{stem}.md``, ``{stem}.csv`` and ``{stem}.json`` atomically into ``out_dir``.
@@ -435,7 +417,7 @@ class SDRTable:
         """
         out_dir = Path(out_dir)
         paths = {
-            "md": _atomic_write_text(out_dir / f"{stem}.md", self.to_markdown()),
+            "md": atomic_write_text(out_dir / f"{stem}.md", self.to_markdown()),
             "csv": self.to_csv(out_dir / f"{stem}.csv"),
             "json": self.to_json(out_dir / f"{stem}.json"),
         }

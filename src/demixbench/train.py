@@ -25,8 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from demixbench import TARGETS
-from demixbench.checkpoint import atomic_write_text, save_checkpoint
+from demixbench.checkpoint import save_checkpoint
 from demixbench.data import load_decoded
+from demixbench.fileio import atomic_write_text
 from demixbench.models import build_discriminator, build_model
 from demixbench.models.discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from demixbench.scoring import nsdr
@@ -259,9 +260,7 @@ def train(
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(history[0])
     lines = [",".join(columns)] + [",".join(repr(row[c]) for c in columns) for row in history]
     atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_text(path.with_suffix(".json"), json.dumps(history, indent=1))
+    atomic_write_text(Path(path).with_suffix(".json"), json.dumps(history, indent=1))
