@@ -1,5 +1,6 @@
 """Config validation, the dataset's track lists, and the paths and params shared by the rules."""
 
+import os
 from pathlib import Path
 
 import jsonschema
@@ -12,6 +13,12 @@ from demixbench.data import STEMS, DatasetError, Splits, list_tracks
 from demixbench.synthetic import SyntheticSpec, track_names
 
 min_version("9.0")
+
+# Snakemake already runs one job per core; native BLAS/OpenMP pools default to one thread per job
+# so parallel jobs do not oversubscribe the cores. Training sets torch's thread count to the
+# rule's `threads` explicitly. An explicit setting in the environment wins.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 
 # ---- configuration ---------------------------------------------------------------------------
