@@ -62,6 +62,7 @@ class TrainConfig:
     valid_segment_seconds: float = 10.0  # inference segment used for validation nSDR
     threads: int = 1
     sample_rate: int = 44100
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
 
     @property
     def segment(self) -> int:
@@ -97,7 +98,7 @@ class ChunkSampler:
         self.segment = segment
         self.remix, self.channel_swap, self.sign_flip = remix, channel_swap, sign_flip
 
-    def _read(self, rng: np.random.Generator, track: dict[str, np.ndarray], target: str, offset_fraction: float) -> np.ndarray:
+    def _read(self, track: dict[str, np.ndarray], target: str, offset_fraction: float) -> np.ndarray:
         audio = track[target]
         length = audio.shape[-1]
         start = int(offset_fraction * max(length - self.segment, 0))
@@ -117,7 +118,7 @@ class ChunkSampler:
                     track, offset = int(rng.integers(len(self.tracks))), float(rng.random())
                 else:
                     track, offset = same_track, same_offset
-                chunk = self._read(rng, self.tracks[track], target, offset)
+                chunk = self._read(self.tracks[track], target, offset)
                 if self.channel_swap and rng.random() < 0.5:
                     chunk = chunk[::-1]
                 if self.sign_flip and rng.random() < 0.5:
@@ -127,18 +128,34 @@ class ChunkSampler:
         return sources_t.sum(dim=1), sources_t
 
 
-def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str]) -> dict[str, float]:
-    """Validation loss (the model's reconstruction loss, averaged over tracks) and mean nSDR per target."""
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device) -> dict[str, float]:
+    """Validation on whole tracks: the model's reconstruction loss (averaged over segments of
+    valid_segment_seconds, so memory stays bounded) and the nSDR per target of the full-track
+    separation, averaged over tracks."""
     model.eval()
+    segment = int(config.valid_segment_seconds * config.sample_rate)
     losses, scores = [], {t: [] for t in targets}
     with torch.no_grad():
         for track_dir in valid_dirs:
             track = load_decoded(track_dir, stems=("mixture", *targets))
             mixture = np.array(track["mixture"])
             references = np.stack([np.array(track[t]) for t in targets])
-            estimates = separate(model, mixture, segment=int(config.valid_segment_seconds * config.sample_rate))
-            loss, _, _ = model.separation_loss(torch.from_numpy(mixture)[None], torch.from_numpy(references)[None])
-            losses.append(float(loss))
+            for start in range(0, mixture.shape[-1], segment):
+                loss, _, _ = model.separation_loss(
+                    torch.from_numpy(mixture[None, :, start : start + segment]).to(device),
+                    torch.from_numpy(references[None, ..., start : start + segment]).to(device),
+                )
+                losses.append(loss.item())
+            estimates = separate(model, mixture, segment=segment, device=device)
             for i, target in enumerate(targets):
                 scores[target].append(nsdr(references[i], estimates[i]))
     result = {"valid_loss": float(np.mean(losses))}
@@ -179,18 +196,21 @@ def train(
     if input_stats is not None and hasattr(model, "set_input_stats"):
         model.set_input_stats(torch.from_numpy(input_stats[0]), torch.from_numpy(input_stats[1]))
     targets = tuple(getattr(model, "targets", TARGETS))
+    device = resolve_device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     discriminator = opt_d = None
     if gan is not None:
-        discriminator = build_discriminator(gan.discriminator, gan.discriminator_args)
+        discriminator = build_discriminator(gan.discriminator, gan.discriminator_args).to(device)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=tuple(gan.betas))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
     log.info(
-        "training %s (%d parameters%s) seed %d on %d tracks, validating on %d",
+        "training %s (%d parameters%s) seed %d on %s, %d tracks, validating on %d",
         model_spec.arch,
         sum(p.numel() for p in model.parameters()),
         f", GAN with {gan.discriminator}" if gan else "",
         config.seed,
+        device,
         len(train_dirs),
         len(valid_dirs),
     )
@@ -205,7 +225,7 @@ def train(
         sums = {"train_loss": 0.0, "train_adv": 0.0, "train_d": 0.0}
         bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False)
         for _ in bar:
-            mixture, sources = sampler.batch(rng, config.batch_size)
+            mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size))
             loss, estimate, reference = model.separation_loss(mixture, sources)
             total = loss
             if discriminator is not None and step >= gan.warmup_steps:
@@ -233,7 +253,7 @@ def train(
             step += 1
             bar.set_postfix(loss=f"{loss.item():.4f}")
         row = {"epoch": epoch, "step": step, **{k: v / config.steps_per_epoch for k, v in sums.items()}}
-        row.update(_validate(model, valid_dirs, config, targets))
+        row.update(_validate(model, valid_dirs, config, targets, device))
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         if row["valid_loss"] < best_loss:
