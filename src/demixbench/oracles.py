@@ -8,11 +8,15 @@ model with the mixture phase could reach at best.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from demixbench import TARGETS
 from demixbench.audio import STFT, STFTConfig
+from demixbench.data import load_decoded
+from demixbench.separate import write_estimates
 
 
 def mix_oracle(mixture: np.ndarray, sources: np.ndarray, stft: STFTConfig) -> np.ndarray:
@@ -44,3 +48,10 @@ def oracle_estimates(name: str, mixture: np.ndarray, sources: np.ndarray, stft: 
     if name not in ORACLES:
         raise ValueError(f"unknown oracle {name!r}; allowed: {', '.join(ORACLES)}")
     return ORACLES[name](mixture, sources, stft)
+
+
+def oracle_track_file(name: str, track_dir: Path, out_dir: Path, stft: STFTConfig, sample_rate: int = 44100) -> list[Path]:
+    """Oracle estimates of a decoded track (see demixbench.data.decode_track) as out_dir/<target>.wav."""
+    track = load_decoded(track_dir, mmap=False)
+    sources = np.stack([track[target] for target in TARGETS])
+    return write_estimates(out_dir, oracle_estimates(name, track["mixture"], sources, stft), TARGETS, sample_rate)

@@ -93,3 +93,28 @@ def write_scores(path: Path, scores: dict) -> None:
         # No name and mtime=0 in the gzip header: identical scores give byte-identical files.
         text = gzip.compress(text, mtime=0)
     atomic_write_bytes(path, text)
+
+
+def score_track_files(
+    track_dir: Path,
+    estimates_dir: Path,
+    out: Path,
+    targets: Sequence[str] = TARGETS,
+    sample_rate: int = 44100,
+    win_seconds: float = 1.0,
+    hop_seconds: float = 1.0,
+    backend: str = "museval",
+) -> dict:
+    """Score the estimates in estimates_dir/<target>.wav against a decoded track's stems and write
+    the museval-format scores to `out` (see score_track and write_scores)."""
+    from demixbench.data import load_decoded
+    from demixbench.separate import read_estimates
+
+    track = load_decoded(track_dir, stems=targets, mmap=False)
+    references = np.stack([track[target] for target in targets])
+    scores = score_track(
+        references, read_estimates(estimates_dir, targets), targets, sample_rate, win_seconds, hop_seconds, backend
+    )
+    write_scores(out, scores)
+    log.info("%s: median SDR %s", out.name, {t["name"]: round(float(np.nanmedian([f["metrics"]["SDR"] for f in t["frames"]])), 2) for t in scores["targets"]})
+    return scores

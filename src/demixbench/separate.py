@@ -74,3 +74,26 @@ def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str]
 def read_estimates(out_dir: Path, targets: Sequence[str]) -> np.ndarray:
     """Read estimates written by write_estimates -> (targets, channels, samples) float32."""
     return np.stack([sf.read(Path(out_dir) / f"{t}.wav", dtype="float32", always_2d=True)[0].T for t in targets])
+
+
+def separate_track_file(
+    weights: Path,
+    mixture: Path,
+    out_dir: Path,
+    segment_seconds: float,
+    overlap: float = 0.25,
+    device: str = "auto",
+    expected_arch: str | None = None,
+    sample_rate: int = 44100,
+) -> list[Path]:
+    """Separate a decoded mixture (.npy, (channels, samples)) with a checkpoint and write
+    out_dir/<target>.wav for every target of the model."""
+    from demixbench.checkpoint import load_checkpoint
+    from demixbench.devices import resolve_device
+
+    target_device = resolve_device(device)
+    model, _ = load_checkpoint(Path(weights), expected_arch=expected_arch, map_location=target_device)
+    audio = np.load(mixture)
+    log.info("separating %s (%.1f s) on %s", mixture, audio.shape[-1] / sample_rate, target_device)
+    estimates = separate(model.to(target_device), audio, segment=int(segment_seconds * sample_rate), overlap=overlap, device=target_device, progress=True)
+    return write_estimates(out_dir, estimates, model.targets, sample_rate)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from demixbench import TARGETS
 from demixbench.checkpoint import save_checkpoint
 from demixbench.data import load_decoded
+from demixbench.devices import resolve_device
 from demixbench.fileio import atomic_write_text
 from demixbench.models import build_discriminator, build_model
 from demixbench.models.discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
@@ -126,15 +127,6 @@ class ChunkSampler:
                 sources[b, s] = chunk
         sources_t = torch.from_numpy(sources)
         return sources_t.sum(dim=1), sources_t
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
 
 
 def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device) -> dict[str, float]:

@@ -46,6 +46,8 @@ MODELS = list(config["models"])
 ORACLES = list(config["oracles"])
 SEEDS = [int(seed) for seed in config["seeds"]]
 DATA = config["data"]
+# Generator settings; n_validation only decides the split, not the audio.
+SYNTHETIC = {key: value for key, value in DATA["synthetic"].items() if key != "n_validation"}
 
 for _name, _entry in config["models"].items():
     if "baseline" in _entry and _entry["baseline"] not in config["models"]:
@@ -66,16 +68,12 @@ for _name in set(MODELS) & set(ORACLES):
 # ---- the dataset -----------------------------------------------------------------------------
 
 
-def synthetic_spec():
-    return SyntheticSpec(**{k: v for k, v in DATA["synthetic"].items() if k != "n_validation"}, sample_rate=DATA["sample_rate"])
-
-
 def dataset_splits() -> Splits:
     """Track names per split, known when the DAG is built (synthetic names are deterministic;
     a local MUSDB18 copy is listed, without reading audio)."""
     if DATA["source"] == "synthetic":
         n_valid = DATA["synthetic"]["n_validation"]
-        names = track_names(synthetic_spec())
+        names = track_names(SyntheticSpec(**SYNTHETIC, sample_rate=DATA["sample_rate"]))
         if n_valid >= len(names["train"]):
             raise WorkflowError(
                 f"config key data.synthetic.n_validation: {n_valid} must be smaller than data.synthetic.n_train: "
@@ -117,8 +115,14 @@ wildcard_constraints:
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
 
+#: The modules that define a model's computation (architectures, discriminators, STFT).
+MODEL_CODE = ("models/__init__.py", "models/unet.py", "models/discriminators.py", "audio.py")
+
+
 def code(*modules):
-    """Library modules a rule's output depends on: declared as inputs so editing one re-runs the rule."""
+    """Library modules that decide a rule's output: declared as inputs so that editing one re-runs
+    the rule (and what depends on it). Modules used only for logging or metrics are left out, so
+    that, e.g., editing the scorer does not retrain the models."""
     return [str(PACKAGE_DIR / module) for module in modules]
 
 

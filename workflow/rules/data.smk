@@ -8,7 +8,7 @@ if DATA["source"] == "synthetic":
         output:
             directory(DATA["root"]),
         params:
-            synthetic=DATA["synthetic"],
+            synthetic=SYNTHETIC,
             sample_rate=DATA["sample_rate"],
         input:
             code=code("synthetic.py"),

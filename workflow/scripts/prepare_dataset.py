@@ -8,6 +8,5 @@ from demixbench.synthetic import SyntheticSpec, write_dataset
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
-settings = {k: v for k, v in snakemake.params.synthetic.items() if k != "n_validation"}
-spec = SyntheticSpec(**settings, sample_rate=snakemake.params.sample_rate)
+spec = SyntheticSpec(**snakemake.params.synthetic, sample_rate=snakemake.params.sample_rate)
 write_dataset(spec, Path(snakemake.output[0]))
