@@ -195,6 +195,8 @@ def test_pipeline_produces_the_table(pipeline):
     # IRM2 is an upper bound no trained model reaches, even a tiny one
     for target in ("drums", "bass", "other", "vocals"):
         assert table["rows"]["IRM2"][target]["mean"] > table["rows"]["unet"][target]["mean"]
+    assert (workdir / "results/models/unet_gan/seed2/history.png").stat().st_size > 1000
+    assert not list((workdir / "results/work").rglob("state.pt"))  # rolling states removed after success
     meta = json.loads((workdir / "results/models/unet/seed1/model.json").read_text())
     assert meta["config"]["train"]["seed"] == 1 and meta["provenance"]["git"]["commit"]
 

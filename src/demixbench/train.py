@@ -11,8 +11,11 @@ bit-identical weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +31,7 @@ from demixbench import TARGETS
 from demixbench.checkpoint import save_checkpoint
 from demixbench.data import load_decoded
 from demixbench.devices import resolve_device
-from demixbench.fileio import atomic_write_text
+from demixbench.fileio import atomic_path, atomic_write_text
 from demixbench.models import build_discriminator, build_model
 from demixbench.models.discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from demixbench.scoring import nsdr
@@ -61,6 +64,12 @@ class TrainConfig:
     channel_swap: bool = True
     sign_flip: bool = False
     valid_segment_seconds: float = 10.0  # inference segment used for validation nSDR
+    lr_schedule: str = "constant"  # constant | cosine (per step) | step (every lr_step_epochs) | plateau
+    lr_gamma: float = 0.3  # LR factor for "step" and "plateau"
+    lr_step_epochs: int = 30
+    lr_plateau_patience: int = 5  # epochs without improvement before "plateau" lowers the LR
+    early_stopping_patience: int | None = None  # stop after this many epochs without improvement
+    checkpoint_every_steps: int = 0  # also save the rolling state every N steps (0: each epoch only)
     threads: int = 1
     sample_rate: int = 44100
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
@@ -156,6 +165,70 @@ def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig,
     return result
 
 
+class TrainingInterrupted(RuntimeError):
+    """Raised after SIGTERM/SIGUSR1: the rolling state was saved; rerunning resumes from it."""
+
+
+@dataclass
+class _Progress:
+    """Everything about a run that changes while it trains, apart from modules and optimisers."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # epochs completed (trained and validated)
+    sums: dict[str, float] = field(default_factory=lambda: {"train_loss": 0.0, "train_adv": 0.0, "train_d": 0.0})
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = -1
+    best_loss: float = float("inf")
+    stale_epochs: int = 0  # epochs since the validation loss last improved
+    stopped_early: bool = False
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGUSR1 (what Slurm sends before preemption or the time limit) into a
+    flag the training loop polls between steps, so it can save a consistent state."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():  # handlers only work there
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _fingerprint(model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | None) -> str:
+    """What a rolling state must match to be resumed: everything that changes the weights."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("threads", "device", "checkpoint_every_steps")}
+    text = json.dumps({"model": asdict(model_spec), "train": settings, "gan": asdict(gan) if gan else None}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step schedules (cosine, step) or None; "plateau" is handled per epoch by the caller."""
+    total_steps = config.epochs * config.steps_per_epoch
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs * config.steps_per_epoch, gamma=config.lr_gamma)
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_gamma, patience=config.lr_plateau_patience)
+    if config.lr_schedule == "constant":
+        return None
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; allowed: constant, cosine, step, plateau")
+
+
 def train(
     model_spec: ModelSpec,
     config: TrainConfig,
@@ -166,6 +239,7 @@ def train(
     input_stats: tuple[np.ndarray, np.ndarray] | None = None,
     gan: GANConfig | None = None,
     record: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train, validate every epoch, and write the best-on-validation checkpoint and the history.
 
@@ -174,12 +248,18 @@ def train(
         config: optimisation and data settings, including the seed.
         train_dirs, valid_dirs: decoded track directories (see demixbench.data.decode_track).
         checkpoint: path of model.pt; model.json is written beside it.
-        history_csv: per-epoch learning curves (history.json is written beside it).
+        history_csv: per-epoch learning curves (history.json and history.png are written beside it).
         input_stats: (mean, std) per frequency bin, for models that normalise their input.
         gan: adversarial training settings, or None for the plain baseline.
         record: the resolved configuration to store in the checkpoint metadata.
+        work_dir: where the rolling state (model, optimisers, schedulers, RNG states, step) is kept,
+            written atomically after every epoch, every `checkpoint_every_steps` steps and on
+            SIGTERM/SIGUSR1. A run started with the same settings resumes from it and ends with
+            the same weights as an uninterrupted run (on CPU). Removed after success.
     Returns:
         The history, one dict per epoch.
+    Raises:
+        TrainingInterrupted after SIGTERM/SIGUSR1, once the rolling state is saved.
     """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -191,13 +271,20 @@ def train(
     device = resolve_device(config.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(optimizer, config)
     discriminator = opt_d = None
     if gan is not None:
         discriminator = build_discriminator(gan.discriminator, gan.discriminator_args).to(device)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=tuple(gan.betas))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
+
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "discriminator": discriminator, "opt_d": opt_d}
+    state_file = Path(work_dir) / "state.pt" if work_dir is not None else None
+    fingerprint = _fingerprint(model_spec, config, gan)
+    progress = _load_state(state_file, fingerprint, modules, rng) if state_file else None
+    progress = progress or _Progress()
     log.info(
-        "training %s (%d parameters%s) seed %d on %s, %d tracks, validating on %d",
+        "training %s (%d parameters%s) seed %d on %s, %d tracks, validating on %d%s",
         model_spec.arch,
         sum(p.numel() for p in model.parameters()),
         f", GAN with {gan.discriminator}" if gan else "",
@@ -205,74 +292,164 @@ def train(
         device,
         len(train_dirs),
         len(valid_dirs),
+        f"; resumed at step {progress.step}" if progress.step else "",
     )
 
-    history: list[dict[str, float]] = []
-    best: dict[str, torch.Tensor] | None = None
-    best_epoch, best_loss = -1, float("inf")
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        sums = {"train_loss": 0.0, "train_adv": 0.0, "train_d": 0.0}
-        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False)
-        for _ in bar:
-            mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size))
-            loss, estimate, reference = model.separation_loss(mixture, sources)
-            total = loss
-            if discriminator is not None and step >= gan.warmup_steps:
-                condition = model.condition(mixture)
-                real_logits, real_features = discriminator(reference, condition)
-                fake_logits, _ = discriminator(estimate.detach(), condition)
-                d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                fake_logits, fake_features = discriminator(estimate, condition)
-                adv = generator_adversarial_loss(fake_logits, gan.loss)
-                total = total + gan.adv_weight * adv
-                if gan.feature_match_weight > 0:
-                    # Real features from before the discriminator update, detached (as MelGAN does).
-                    total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
-                sums["train_adv"] += adv.item()
-                sums["train_d"] += d_loss.item()
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            sums["train_loss"] += loss.item()
-            step += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        row = {"epoch": epoch, "step": step, **{k: v / config.steps_per_epoch for k, v in sums.items()}}
-        row.update(_validate(model, valid_dirs, config, targets, device))
-        row["seconds"] = time.perf_counter() - started
-        history.append(row)
-        if row["valid_loss"] < best_loss:
-            best_loss, best_epoch = row["valid_loss"], epoch
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log.info(
-            "epoch %d/%d  train %.4f  valid %.4f  nSDR %.2f dB%s  %.1f s",
-            epoch, config.epochs, row["train_loss"], row["valid_loss"], row["valid_nsdr"],
-            "  (best)" if best_epoch == epoch else "", row["seconds"],
-        )
+    def save_state() -> None:
+        if state_file is not None:
+            _save_state(state_file, fingerprint, modules, rng, progress)
 
-    model.load_state_dict(best)
-    _write_history(history_csv, history)
+    with _StopSignals() as stop:
+        while progress.epoch < config.epochs and not progress.stopped_early:
+            epoch = progress.epoch + 1
+            model.train()
+            started = time.perf_counter()
+            first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
+            bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False)
+            for _ in bar:
+                mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size))
+                loss, estimate, reference = model.separation_loss(mixture, sources)
+                total = loss
+                if discriminator is not None and progress.step >= gan.warmup_steps:
+                    condition = model.condition(mixture)
+                    real_logits, real_features = discriminator(reference, condition)
+                    fake_logits, _ = discriminator(estimate.detach(), condition)
+                    d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                    fake_logits, fake_features = discriminator(estimate, condition)
+                    adv = generator_adversarial_loss(fake_logits, gan.loss)
+                    total = total + gan.adv_weight * adv
+                    if gan.feature_match_weight > 0:
+                        # Real features from before the discriminator update, detached (as MelGAN does).
+                        total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
+                    progress.sums["train_adv"] += adv.item()
+                    progress.sums["train_d"] += d_loss.item()
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                if scheduler is not None and config.lr_schedule != "plateau":
+                    scheduler.step()
+                progress.sums["train_loss"] += loss.item()
+                progress.step += 1
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if stop.received is not None:
+                    save_state()
+                    name = signal.Signals(stop.received).name
+                    raise TrainingInterrupted(f"{name} received: state saved at step {progress.step} in {state_file}; rerun to resume")
+                if config.checkpoint_every_steps and progress.step % config.checkpoint_every_steps == 0:
+                    save_state()
+            lr = optimizer.param_groups[0]["lr"]  # after the epoch's last step (the same after a resume)
+            validation = _validate(model, valid_dirs, config, targets, device)
+            _end_epoch(progress, epoch, config, scheduler, model, lr, validation, time.perf_counter() - started)
+            save_state()
+
+    model.load_state_dict(progress.best_state)
+    _write_history(history_csv, progress.history)
     save_checkpoint(
         model,
         checkpoint,
         arch=model_spec.arch,
         args=model_spec.args,
         config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
-        extra={"best_epoch": best_epoch, "best_valid_loss": best_loss, "steps": step},
+        extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
     )
-    log.info("best epoch %d (valid loss %.4f) saved to %s", best_epoch, best_loss, checkpoint)
-    return history
+    if state_file is not None:
+        state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one
+    log.info("best epoch %d (valid loss %.4f) saved to %s", progress.best_epoch, progress.best_loss, checkpoint)
+    return progress.history
+
+
+def _end_epoch(progress: _Progress, epoch: int, config: TrainConfig, scheduler: Any, model: nn.Module, lr: float, validation: dict[str, float], seconds: float) -> None:
+    """Record an epoch: history row, best weights, LR on plateau, early stopping, one log line."""
+    row = {"epoch": epoch, "step": progress.step, **{k: v / config.steps_per_epoch for k, v in progress.sums.items()}}
+    row.update(validation)
+    row["lr"] = lr
+    row["seconds"] = seconds
+    progress.history.append(row)
+    improved = row["valid_loss"] < progress.best_loss
+    if improved:
+        progress.best_loss, progress.best_epoch, progress.stale_epochs = row["valid_loss"], epoch, 0
+        progress.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        progress.stale_epochs += 1
+    if config.lr_schedule == "plateau":
+        scheduler.step(row["valid_loss"])
+    patience = config.early_stopping_patience
+    progress.stopped_early = patience is not None and progress.stale_epochs >= patience and epoch < config.epochs
+    progress.epoch = epoch
+    progress.sums = {k: 0.0 for k in progress.sums}
+    log.info(
+        "epoch %d/%d  train %.4f  valid %.4f  nSDR %.2f dB  lr %.2e%s  %.1f s%s",
+        epoch, config.epochs, row["train_loss"], row["valid_loss"], row["valid_nsdr"], lr,
+        "  (best)" if improved else "", seconds,
+        f"\nstopping early: no improvement for {patience} epochs" if progress.stopped_early else "",
+    )
+
+
+def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator, progress: _Progress) -> None:
+    state = {
+        "fingerprint": fingerprint,
+        "progress": {k: v for k, v in asdict(progress).items() if k != "best_state"},
+        "best_state": progress.best_state,
+        "rng_numpy": json.dumps(rng.bit_generator.state),
+        "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **{name: module.state_dict() for name, module in modules.items() if module is not None},
+    }
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def _load_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator) -> _Progress | None:
+    """Restore a rolling state written with the same settings; None when there is none to resume."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        log.warning("%s was written with other settings; starting from scratch", path)
+        return None
+    for name, module in modules.items():
+        if module is not None:
+            module.load_state_dict(state[name])
+    rng.bit_generator.state = json.loads(state["rng_numpy"])
+    torch.set_rng_state(state["rng_torch"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return _Progress(**state["progress"], best_state=state["best_state"])
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """history.csv, history.json and history.png (learning curves) side by side."""
     columns = list(history[0])
     lines = [",".join(columns)] + [",".join(repr(row[c]) for c in columns) for row in history]
     atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_text(Path(path).with_suffix(".json"), json.dumps(history, indent=1))
+    plot_history(history, Path(path).with_suffix(".png"))
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Learning curves: train/validation loss and validation nSDR per target, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 3.8))
+    losses.plot(epochs, [row["train_loss"] for row in history], label="train")
+    losses.plot(epochs, [row["valid_loss"] for row in history], label="validation")
+    losses.set(xlabel="epoch", ylabel="reconstruction loss (L1)", title="loss")
+    losses.legend()
+    for key in sorted(k for k in history[0] if k.startswith("valid_nsdr_")):
+        scores.plot(epochs, [row[key] for row in history], label=key.removeprefix("valid_nsdr_"))
+    scores.plot(epochs, [row["valid_nsdr"] for row in history], "k--", label="mean")
+    scores.set(xlabel="epoch", ylabel="nSDR (dB)", title="validation nSDR")
+    scores.legend(fontsize="small")
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)

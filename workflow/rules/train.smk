@@ -12,9 +12,13 @@ rule train_model:
         weights="results/models/{model}/seed{seed}/model.pt",
         meta="results/models/{model}/seed{seed}/model.json",
         history="results/models/{model}/seed{seed}/history.csv",
+        curves="results/models/{model}/seed{seed}/history.png",
     params:
         model=model_params,
         seed=lambda wildcards: int(wildcards.seed),
+        # Rolling state for resuming after preemption or kill; deliberately not an output, so
+        # Snakemake does not delete it when the job fails.
+        work_dir=lambda wildcards: f"results/work/train_model/{wildcards.model}/seed{wildcards.seed}",
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],
     threads: config["resources"]["train"]["threads"]

@@ -28,4 +28,5 @@ train(
     input_stats=load_input_stats(Path(snakemake.input.stats), STFTConfig(**snakemake.params.stft)),
     gan=GANConfig(**{**gan, "betas": tuple(gan.get("betas", (0.5, 0.9)))}) if gan else None,
     record={"model_name": snakemake.wildcards.model, "stft": dict(snakemake.params.stft)},
+    work_dir=Path(snakemake.params.work_dir),
 )
