@@ -11,10 +11,16 @@ from typing import Any
 
 from torch import nn
 
-from demixbench.models.discriminators import DISCRIMINATORS
+from demixbench.models.demucs import DemucsV1
+from demixbench.models.discriminators import (
+    DISCRIMINATORS,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    PatchGANDiscriminator,
+)
 from demixbench.models.unet import UNet
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"unet": UNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"demucs_v1": DemucsV1, "unet": UNet}
 
 
 def _build(registry: dict[str, type[nn.Module]], what: str, name: str, args: dict[str, Any]) -> nn.Module:
@@ -36,4 +42,14 @@ def build_discriminator(kind: str, args: dict[str, Any]) -> nn.Module:
     return _build(DISCRIMINATORS, "discriminator", kind, args)
 
 
-__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "build_discriminator", "build_model", "UNet"]
+__all__ = [
+    "ARCHITECTURES",
+    "DISCRIMINATORS",
+    "DemucsV1",
+    "MultiPeriodDiscriminator",
+    "MultiScaleDiscriminator",
+    "PatchGANDiscriminator",
+    "UNet",
+    "build_discriminator",
+    "build_model",
+]
