@@ -70,3 +70,20 @@ def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
     mixture, sources = sampler.batch(np.random.default_rng(0), 3)
     assert mixture.shape == (3, 2, 4410) and sources.shape == (3, 4, 2, 4410)
     torch.testing.assert_close(mixture, sources.sum(dim=1))
+
+
+def test_gan_with_a_discriminator_of_the_other_domain_is_refused(tmp_path, decoded, small_splits):
+    waveform_gan = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 8})
+    with pytest.raises(ValueError, match="'multiscale' compares waveform representations, but 'unet' is a spectrogram model; use one of: patchgan"):
+        _run(tmp_path, decoded, small_splits, "mismatch", gan=waveform_gan)
+
+
+def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
+    out = tmp_path / "demucs"
+    spec = ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})
+    gan = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 16, "n_scales": 2}, warmup_steps=1)
+    history = train(spec, CONFIG, [decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid],
+                    out / "model.pt", out / "history.csv", gan=gan)
+    assert history[-1]["train_adv"] > 0 and np.isfinite(history[-1]["valid_nsdr"])
+    model, meta = load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
+    assert meta["config"]["gan"]["discriminator"] == "multiscale"

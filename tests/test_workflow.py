@@ -95,15 +95,20 @@ def test_dry_run_of_the_demo_config(tmp_path):
 
 
 def test_dry_run_of_the_paper_preset_on_a_local_musdb18hq_layout(tmp_path, small_dataset):
-    """config.yaml (the experiment of record) pointed at a MUSDB18-HQ layout: 2 models x 5 seeds."""
+    """config.yaml (the experiment of record) pointed at a MUSDB18-HQ layout: 4 models x 5 seeds."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data"]["root"] = str(small_dataset)
     config["data"]["validation_tracks"] = [sorted(os.listdir(small_dataset / "train"))[-1]]
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["train_model"] == 10 and "prepare_dataset" not in counts
-    assert counts["score_track"] == (2 * 5 + 2) * 2
+    assert counts["train_model"] == 20 and "prepare_dataset" not in counts
+    assert counts["score_track"] == (4 * 5 + 2) * 2
+    train_jobs = [block for block in result.stdout.split("\n\n") if "rule train_model:" in block]
+    assert len(train_jobs) == 20
+    for block in train_jobs:  # the paper preset asks for a GPU, 32 GB and 48 h per training job
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert {"gpu=1", "mem_mb=32000", "runtime=2880"} <= set(resources.split(", ")), resources
 
 
 @pytest.mark.parametrize(

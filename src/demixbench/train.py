@@ -32,7 +32,7 @@ from demixbench.checkpoint import save_checkpoint
 from demixbench.data import load_decoded
 from demixbench.devices import resolve_device
 from demixbench.fileio import atomic_path, atomic_write_text
-from demixbench.models import build_discriminator, build_model
+from demixbench.models import DISCRIMINATORS, build_discriminator, build_model
 from demixbench.models.discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from demixbench.scoring import nsdr
 from demixbench.separate import separate
@@ -275,6 +275,12 @@ def train(
     discriminator = opt_d = None
     if gan is not None:
         discriminator = build_discriminator(gan.discriminator, gan.discriminator_args).to(device)
+        if discriminator.domain != model.domain:
+            compatible = sorted(name for name, cls in DISCRIMINATORS.items() if cls.domain == model.domain)
+            raise ValueError(
+                f"discriminator {gan.discriminator!r} compares {discriminator.domain} representations, but "
+                f"{model_spec.arch!r} is a {model.domain} model; use one of: {', '.join(compatible)}"
+            )
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=tuple(gan.betas))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
 

@@ -116,7 +116,7 @@ PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
 
 #: The modules that define a model's computation (architectures, discriminators, STFT).
-MODEL_CODE = ("models/__init__.py", "models/unet.py", "models/discriminators.py", "audio.py")
+MODEL_CODE = ("models/__init__.py", "models/unet.py", "models/demucs.py", "models/discriminators.py", "audio.py")
 
 
 def code(*modules):
