@@ -177,3 +177,32 @@ def decode_track(source: str, root: Path, subset: str, track: str, out_dir: Path
 def load_decoded(track_dir: Path, stems: Sequence[str] = STEMS, mmap: bool = True) -> dict[str, np.ndarray]:
     """Read a decoded track: stem -> float32 (channels, samples), memory-mapped by default."""
     return {stem: np.load(Path(track_dir) / f"{stem}.npy", mmap_mode="r" if mmap else None) for stem in stems}
+
+
+class NpyReader:
+    """Read windows of a (channels, samples) .npy file with plain file reads, without mapping it:
+    memory stays proportional to the window, also in the process's resident set (a memory map's
+    pages count there once read). Supports ``reader[:, start:stop]`` and ``reader.shape``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran_order or len(shape) != 2:
+            raise ValueError(f"{self.path}: expected a C-ordered (channels, samples) array, got shape {shape}")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        channels, window = key
+        if channels != slice(None) or window.step not in (None, 1):
+            raise IndexError("NpyReader supports reader[:, start:stop] only")
+        start, stop, _ = window.indices(self.shape[1])
+        out = np.empty((self.shape[0], max(stop - start, 0)), dtype=self.dtype)
+        with open(self.path, "rb") as f:
+            for channel in range(self.shape[0]):
+                f.seek(self._offset + (channel * self.shape[1] + start) * self.dtype.itemsize)
+                out[channel] = np.fromfile(f, dtype=self.dtype, count=out.shape[1])
+        return out

@@ -21,4 +21,7 @@ separate_track_file(
     device=settings["device"],
     expected_arch=snakemake.params.arch,
     sample_rate=snakemake.params.sample_rate,
+    shifts=settings["shifts"],
+    max_shift_seconds=settings["max_shift_seconds"],
+    wiener_iterations=settings["wiener_iterations"],
 )
