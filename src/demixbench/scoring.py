@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,26 +47,31 @@ def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 4
 BACKENDS = {"museval": bss_eval_museval}
 
 
-def score_track(
-    references: np.ndarray,
-    estimates: np.ndarray,
-    targets: Sequence[str] = TARGETS,
-    sample_rate: int = 44100,
-    win_seconds: float = 1.0,
-    hop_seconds: float = 1.0,
-    backend: str = "museval",
-) -> dict:
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How tracks are scored: BSS Eval v4 implementation and its frames (museval: 1 s, 1 s)."""
+
+    backend: str = "museval"
+    win_seconds: float = 1.0
+    hop_seconds: float = 1.0
+    sample_rate: int = 44100
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown scoring backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+
+
+def score_track(references: np.ndarray, estimates: np.ndarray, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
     """Score one track; returns the museval-format dict (see module docstring).
 
     references, estimates: (targets, channels, samples), in the order of `targets`.
     """
     if references.shape != estimates.shape:
         raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in shape")
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown scoring backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    win, hop = int(win_seconds * sample_rate), int(hop_seconds * sample_rate)
+    sample_rate = config.sample_rate
+    win, hop = int(config.win_seconds * sample_rate), int(config.hop_seconds * sample_rate)
     # museval wants (sources, samples, channels)
-    metrics = BACKENDS[backend](references.transpose(0, 2, 1), estimates.transpose(0, 2, 1), win=win, hop=hop)
+    metrics = BACKENDS[config.backend](references.transpose(0, 2, 1), estimates.transpose(0, 2, 1), win=win, hop=hop)
     n_frames = metrics["SDR"].shape[1]
     result = {"targets": [], "nsdr": {}}
     for index, target in enumerate(targets):
@@ -95,16 +101,7 @@ def write_scores(path: Path, scores: dict) -> None:
     atomic_write_bytes(path, text)
 
 
-def score_track_files(
-    track_dir: Path,
-    estimates_dir: Path,
-    out: Path,
-    targets: Sequence[str] = TARGETS,
-    sample_rate: int = 44100,
-    win_seconds: float = 1.0,
-    hop_seconds: float = 1.0,
-    backend: str = "museval",
-) -> dict:
+def score_track_files(track_dir: Path, estimates_dir: Path, out: Path, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
     """Score the estimates in estimates_dir/<target>.wav against a decoded track's stems and write
     the museval-format scores to `out` (see score_track and write_scores)."""
     from demixbench.data import load_decoded
@@ -112,9 +109,7 @@ def score_track_files(
 
     track = load_decoded(track_dir, stems=targets, mmap=False)
     references = np.stack([track[target] for target in targets])
-    scores = score_track(
-        references, read_estimates(estimates_dir, targets), targets, sample_rate, win_seconds, hop_seconds, backend
-    )
+    scores = score_track(references, read_estimates(estimates_dir, targets), targets, config)
     write_scores(out, scores)
     log.info("%s: median SDR %s", out.name, {t["name"]: round(float(np.nanmedian([f["metrics"]["SDR"] for f in t["frames"]])), 2) for t in scores["targets"]})
     return scores

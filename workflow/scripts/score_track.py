@@ -4,19 +4,15 @@ from pathlib import Path
 
 from demixbench import TARGETS
 from demixbench.logs import setup_logging
-from demixbench.scoring import score_track_files
+from demixbench.scoring import ScoringConfig, score_track_files
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
-settings = snakemake.params.scoring
 score_track_files(
     track_dir=Path(snakemake.input.references[0]).parent,
     estimates_dir=Path(snakemake.input.estimates[0]).parent,
     out=Path(snakemake.output[0]),
     targets=TARGETS,
-    sample_rate=snakemake.params.sample_rate,
-    win_seconds=settings["win_seconds"],
-    hop_seconds=settings["hop_seconds"],
-    backend=settings["backend"],
+    config=ScoringConfig(**snakemake.params.scoring, sample_rate=snakemake.params.sample_rate),
 )
