@@ -7,6 +7,13 @@ best-on-validation weights become the checkpoint.
 
 Everything random is seeded from `TrainConfig.seed`: on CPU, the same seed and config give
 bit-identical weights.
+
+Under torchrun (WORLD_SIZE > 1; see demixbench.distributed.launch) the same training runs data
+parallel with DistributedDataParallel: `TrainConfig.batch_size` stays the global batch, split evenly
+over the processes, and every process draws the random choices of the whole global batch from the
+same generator, so the data are those of a 1-process run and the weights agree with it to float
+rounding (the gradient all-reduce sums in another order). BatchNorm statistics are synchronised
+over the processes (SyncBatchNorm, CUDA only). Rank 0 logs and writes all files.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from demixbench import TARGETS
+from demixbench import TARGETS, distributed
 from demixbench.checkpoint import save_checkpoint
 from demixbench.data import load_decoded
 from demixbench.devices import resolve_device
@@ -117,52 +125,110 @@ class ChunkSampler:
             chunk = np.pad(chunk, ((0, 0), (0, self.segment - chunk.shape[-1])))
         return chunk
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n_targets = len(self.targets)
-        sources = np.empty((batch_size, n_targets, 2, self.segment), dtype=np.float32)
-        for b in range(batch_size):
-            same_track = int(rng.integers(len(self.tracks)))
-            same_offset = float(rng.random())
-            for s, target in enumerate(self.targets):
-                if self.remix:
-                    track, offset = int(rng.integers(len(self.tracks))), float(rng.random())
-                else:
-                    track, offset = same_track, same_offset
+    def _draw(self, rng: np.random.Generator) -> list[tuple[int, float, bool, bool]]:
+        """One example's random choices, per target: (track, offset fraction, swap channels, flip sign)."""
+        same_track = int(rng.integers(len(self.tracks)))
+        same_offset = float(rng.random())
+        choices = []
+        for _ in self.targets:
+            if self.remix:
+                track, offset = int(rng.integers(len(self.tracks))), float(rng.random())
+            else:
+                track, offset = same_track, same_offset
+            swap = bool(self.channel_swap and rng.random() < 0.5)
+            flip = bool(self.sign_flip and rng.random() < 0.5)
+            choices.append((track, offset, swap, flip))
+        return choices
+
+    def batch(self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of a global batch of `batch_size` examples.
+
+        The random choices of all `batch_size` examples are drawn from `rng`, in the same order
+        whatever `world_size` is, so every rank's generator stays in step and the ranks' shares,
+        rank 0 first, make up the batch a 1-process run draws. Only the share of this rank, the
+        contiguous examples [rank * batch_size / world_size, (rank + 1) * batch_size / world_size),
+        is read and returned.
+        """
+        local = distributed.local_batch_size(batch_size, world_size)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        choices = [self._draw(rng) for _ in range(batch_size)][rank * local : (rank + 1) * local]
+        sources = np.empty((local, len(self.targets), 2, self.segment), dtype=np.float32)
+        for b, example in enumerate(choices):
+            for s, (target, (track, offset, swap, flip)) in enumerate(zip(self.targets, example, strict=True)):
                 chunk = self._read(self.tracks[track], target, offset)
-                if self.channel_swap and rng.random() < 0.5:
+                if swap:
                     chunk = chunk[::-1]
-                if self.sign_flip and rng.random() < 0.5:
+                if flip:
                     chunk = -chunk
                 sources[b, s] = chunk
         sources_t = torch.from_numpy(sources)
         return sources_t.sum(dim=1), sources_t
 
 
+class _SeparationLoss(nn.Module):
+    """`model.separation_loss` as a module's forward: DistributedDataParallel synchronises the
+    gradients of what runs through its wrapper's forward, not of other methods of the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.separation_loss(mixture, sources)
+
+
+def _sync_batchnorm(module: nn.Module, device: torch.device, name: str) -> nn.Module:
+    """BatchNorm layers -> SyncBatchNorm, so a multi-process run normalises with the statistics of
+    the global batch, as a 1-process run does."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return module
+    if device.type != "cuda":
+        raise ValueError(
+            f"{name} has BatchNorm layers, whose statistics must be synchronised over the "
+            f"{distributed.world_size()} processes, but torch's SyncBatchNorm works on CUDA only; "
+            "train it on GPUs, or in a single process on CPU"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
 def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device) -> dict[str, float]:
     """Validation on whole tracks: the model's reconstruction loss (averaged over segments of
     valid_segment_seconds, so memory stays bounded) and the nSDR per target of the full-track
-    separation, averaged over tracks."""
+    separation, averaged over tracks.
+
+    In a multi-process run every rank validates every world_size-th track and the per-track
+    results are gathered in track order: every rank gets the same result, that of one process."""
     model.eval()
-    segment = int(config.valid_segment_seconds * config.sample_rate)
-    losses, scores = [], {t: [] for t in targets}
-    with torch.no_grad():
-        for track_dir in valid_dirs:
-            track = load_decoded(track_dir, stems=("mixture", *targets))
-            mixture = np.array(track["mixture"])
-            references = np.stack([np.array(track[t]) for t in targets])
-            for start in range(0, mixture.shape[-1], segment):
-                loss, _, _ = model.separation_loss(
-                    torch.from_numpy(mixture[None, :, start : start + segment]).to(device),
-                    torch.from_numpy(references[None, ..., start : start + segment]).to(device),
-                )
-                losses.append(loss.item())
-            estimates = separate(model, mixture, segment=segment, device=device)
-            for i, target in enumerate(targets):
-                scores[target].append(nsdr(references[i], estimates[i]))
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = {i: _validate_track(model, valid_dirs[i], config, targets, device) for i in range(rank, len(valid_dirs), world)}
+    per_track: dict[int, tuple[list[float], dict[str, float]]] = {}
+    for part in distributed.all_gather_object(mine):
+        per_track.update(part)
+    losses = [loss for i in range(len(valid_dirs)) for loss in per_track[i][0]]
+    scores = {t: [per_track[i][1][t] for i in range(len(valid_dirs))] for t in targets}
     result = {"valid_loss": float(np.mean(losses))}
     result.update({f"valid_nsdr_{t}": float(np.mean(v)) for t, v in scores.items()})
     result["valid_nsdr"] = float(np.mean([result[f"valid_nsdr_{t}"] for t in targets]))
     return result
+
+
+def _validate_track(model: nn.Module, track_dir: Path, config: TrainConfig, targets: Sequence[str], device: torch.device) -> tuple[list[float], dict[str, float]]:
+    """One validation track: the loss of each segment and the nSDR per target."""
+    segment = int(config.valid_segment_seconds * config.sample_rate)
+    losses = []
+    with torch.no_grad():
+        track = load_decoded(track_dir, stems=("mixture", *targets))
+        mixture = np.array(track["mixture"])
+        references = np.stack([np.array(track[t]) for t in targets])
+        for start in range(0, mixture.shape[-1], segment):
+            loss, _, _ = model.separation_loss(
+                torch.from_numpy(mixture[None, :, start : start + segment]).to(device),
+                torch.from_numpy(references[None, ..., start : start + segment]).to(device),
+            )
+            losses.append(loss.item())
+        estimates = separate(model, mixture, segment=segment, device=device)
+    return losses, {target: nsdr(references[i], estimates[i]) for i, target in enumerate(targets)}
 
 
 class TrainingInterrupted(RuntimeError):
@@ -256,19 +322,29 @@ def train(
             written atomically after every epoch, every `checkpoint_every_steps` steps and on
             SIGTERM/SIGUSR1. A run started with the same settings resumes from it and ends with
             the same weights as an uninterrupted run (on CPU). Removed after success.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls train() with the same arguments; it joins
+    the process group (see demixbench.distributed.init_process_group) and trains data parallel,
+    `config.batch_size` being the global batch and `config.threads` the threads of all processes.
+    Rank 0 writes the files; every rank returns the history.
     Returns:
         The history, one dict per epoch.
     Raises:
         TrainingInterrupted after SIGTERM/SIGUSR1, once the rolling state is saved.
     """
-    torch.set_num_threads(config.threads)
+    device = distributed.worker_device(resolve_device(config.device))
+    multi = distributed.init_process_group(device)  # nothing outside torchrun
+    rank, world = distributed.rank(), distributed.world_size()
+    distributed.local_batch_size(config.batch_size, world)  # fail before any work when it does not split
+    torch.set_num_threads(max(1, config.threads // world))  # config.threads is for the whole job
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng([config.seed, 0x5EED])
+    rng = np.random.default_rng([config.seed, 0x5EED])  # the same on every rank: they draw the global batch
     model = build_model(model_spec.arch, model_spec.args)
     if input_stats is not None and hasattr(model, "set_input_stats"):
         model.set_input_stats(torch.from_numpy(input_stats[0]), torch.from_numpy(input_stats[1]))
     targets = tuple(getattr(model, "targets", TARGETS))
-    device = resolve_device(config.device)
+    if multi:
+        model = _sync_batchnorm(model, device, f"model {model_spec.arch!r}")
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(optimizer, config)
@@ -281,21 +357,33 @@ def train(
                 f"discriminator {gan.discriminator!r} compares {discriminator.domain} representations, but "
                 f"{model_spec.arch!r} is a {model.domain} model; use one of: {', '.join(compatible)}"
             )
+        if multi:
+            discriminator = _sync_batchnorm(discriminator, device, f"discriminator {gan.discriminator!r}")
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=tuple(gan.betas))
+    if multi:  # the same initial weights everywhere, but each rank its own stream (dropout masks)
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
 
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "discriminator": discriminator, "opt_d": opt_d}
     state_file = Path(work_dir) / "state.pt" if work_dir is not None else None
     fingerprint = _fingerprint(model_spec, config, gan)
-    progress = _load_state(state_file, fingerprint, modules, rng) if state_file else None
+    progress = _load_state(state_file, fingerprint, modules, rng, device) if state_file else None
     progress = progress or _Progress()
+    # What the training step calls: the plain modules, or their DDP wrappers, which average the
+    # gradients over the ranks in backward. State dicts, validation and `condition` use the plain ones.
+    generator, critic = _SeparationLoss(model), discriminator
+    if multi:
+        device_ids = [device.index] if device.type == "cuda" else None
+        generator = DistributedDataParallel(generator, device_ids=device_ids)
+        if discriminator is not None:
+            critic = DistributedDataParallel(discriminator, device_ids=device_ids)
     log.info(
         "training %s (%d parameters%s) seed %d on %s, %d tracks, validating on %d%s",
         model_spec.arch,
         sum(p.numel() for p in model.parameters()),
         f", GAN with {gan.discriminator}" if gan else "",
         config.seed,
-        device,
+        f"{world} processes ({device.type}), batch {config.batch_size // world} each" if multi else device,
         len(train_dirs),
         len(valid_dirs),
         f"; resumed at step {progress.step}" if progress.step else "",
@@ -303,48 +391,56 @@ def train(
 
     def save_state() -> None:
         if state_file is not None:
-            _save_state(state_file, fingerprint, modules, rng, progress)
+            _save_state(state_file, fingerprint, modules, rng, progress, device)
 
     with _StopSignals() as stop:
         while progress.epoch < config.epochs and not progress.stopped_early:
             epoch = progress.epoch + 1
-            model.train()
+            generator.train()
             started = time.perf_counter()
             first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
-            bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False)
+            bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False, disable=rank != 0)
             for _ in bar:
-                mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size))
-                loss, estimate, reference = model.separation_loss(mixture, sources)
+                mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size, rank, world))
+                loss, estimate, reference = generator(mixture, sources)
                 total = loss
-                if discriminator is not None and progress.step >= gan.warmup_steps:
+                adversarial = discriminator is not None and progress.step >= gan.warmup_steps
+                adv_value = d_value = 0.0
+                if adversarial:
                     condition = model.condition(mixture)
-                    real_logits, real_features = discriminator(reference, condition)
-                    fake_logits, _ = discriminator(estimate.detach(), condition)
+                    real_logits, real_features = critic(reference, condition)
+                    fake_logits, _ = critic(estimate.detach(), condition)
                     d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
                     opt_d.zero_grad(set_to_none=True)
                     d_loss.backward()
                     opt_d.step()
-                    fake_logits, fake_features = discriminator(estimate, condition)
+                    fake_logits, fake_features = critic(estimate, condition)
                     adv = generator_adversarial_loss(fake_logits, gan.loss)
                     total = total + gan.adv_weight * adv
                     if gan.feature_match_weight > 0:
                         # Real features from before the discriminator update, detached (as MelGAN does).
                         total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
-                    progress.sums["train_adv"] += adv.item()
-                    progress.sums["train_d"] += d_loss.item()
+                    adv_value, d_value = adv.item(), d_loss.item()
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                if config.grad_clip is not None:
+                if config.grad_clip is not None:  # gradients are already averaged over the ranks here
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 if scheduler is not None and config.lr_schedule != "plateau":
                     scheduler.step()
-                progress.sums["train_loss"] += loss.item()
+                # Losses of the global batch (the mean of the ranks' equal shares), the same on every rank.
+                loss_value, adv_value, d_value = distributed.all_reduce_mean([loss.item(), adv_value, d_value])
+                if adversarial:
+                    progress.sums["train_adv"] += adv_value
+                    progress.sums["train_d"] += d_value
+                progress.sums["train_loss"] += loss_value
                 progress.step += 1
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                if stop.received is not None:
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                received = distributed.all_reduce_max(stop.received or 0)  # every rank stops at the same step
+                if received:
                     save_state()
-                    name = signal.Signals(stop.received).name
+                    distributed.barrier()  # the state is written before any rank exits
+                    name = signal.Signals(received).name
                     raise TrainingInterrupted(f"{name} received: state saved at step {progress.step} in {state_file}; rerun to resume")
                 if config.checkpoint_every_steps and progress.step % config.checkpoint_every_steps == 0:
                     save_state()
@@ -354,18 +450,20 @@ def train(
             save_state()
 
     model.load_state_dict(progress.best_state)
-    _write_history(history_csv, progress.history)
-    save_checkpoint(
-        model,
-        checkpoint,
-        arch=model_spec.arch,
-        args=model_spec.args,
-        config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
-        extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
-    )
-    if state_file is not None:
-        state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one
-    log.info("best epoch %d (valid loss %.4f) saved to %s", progress.best_epoch, progress.best_loss, checkpoint)
+    if rank == 0:
+        _write_history(history_csv, progress.history)
+        save_checkpoint(
+            model,
+            checkpoint,
+            arch=model_spec.arch,
+            args=model_spec.args,
+            config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
+            extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
+        )
+        if state_file is not None:
+            state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one
+        log.info("best epoch %d (valid loss %.4f) saved to %s", progress.best_epoch, progress.best_loss, checkpoint)
+    distributed.barrier()  # every rank returns once the files are written
     return progress.history
 
 
@@ -396,22 +494,38 @@ def _end_epoch(progress: _Progress, epoch: int, config: TrainConfig, scheduler: 
     )
 
 
-def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator, progress: _Progress) -> None:
+def _torch_rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
+    """This process's torch generator states: CPU, and the CUDA device it trains on."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator, progress: _Progress, device: torch.device) -> None:
+    """Write the rolling state (rank 0; the other ranks take part in gathering their RNG states)."""
+    rng_ranks = distributed.all_gather_object(_torch_rng_state(device)) if distributed.is_distributed() else None
+    if distributed.rank() != 0:
+        return
     state = {
         "fingerprint": fingerprint,
         "progress": {k: v for k, v in asdict(progress).items() if k != "best_state"},
         "best_state": progress.best_state,
         "rng_numpy": json.dumps(rng.bit_generator.state),
-        "rng_torch": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         **{name: module.state_dict() for name, module in modules.items() if module is not None},
     }
+    if rng_ranks is None:
+        state["rng_torch"] = torch.get_rng_state()
+        state["rng_cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    else:  # rank 0's as the main state (what a 1-process resume restores), and every rank's
+        state["rng_torch"] = rng_ranks[0]["torch"]
+        state["rng_cuda"] = [rng_ranks[0]["cuda"]] if rng_ranks[0]["cuda"] is not None else []
+        state["rng_ranks"] = rng_ranks
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
 
 
-def _load_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator) -> _Progress | None:
-    """Restore a rolling state written with the same settings; None when there is none to resume."""
+def _load_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator, device: torch.device) -> _Progress | None:
+    """Restore a rolling state written with the same settings; None when there is none to resume.
+
+    Every rank of a multi-process run reads the same file and restores its own torch RNG state."""
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -422,9 +536,22 @@ def _load_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.r
         if module is not None:
             module.load_state_dict(state[name])
     rng.bit_generator.state = json.loads(state["rng_numpy"])
-    torch.set_rng_state(state["rng_torch"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    rng_ranks = state.get("rng_ranks")
+    world = distributed.world_size()
+    if len(rng_ranks or [None]) != world:
+        log.warning(
+            "%s was written by a run with %d processes, this one has %d: the data and weights continue, "
+            "but the torch random streams (dropout) differ from an uninterrupted run", path, len(rng_ranks or [None]), world,
+        )
+    if world == 1:
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+    elif rng_ranks is not None and len(rng_ranks) == world:
+        own = rng_ranks[distributed.rank()]
+        torch.set_rng_state(own["torch"])
+        if own["cuda"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(own["cuda"], device)
     return _Progress(**state["progress"], best_state=state["best_state"])
 
 

@@ -7,7 +7,7 @@ rule train_model:
         train=decoded(TRAIN_TRACKS),
         valid=decoded(VALID_TRACKS),
         stats=rules.compute_input_stats.output[0],
-        code=code("train.py", "checkpoint.py", "devices.py", *MODEL_CODE),
+        code=code("train.py", "distributed.py", "train_main.py", "checkpoint.py", "devices.py", *MODEL_CODE),
     output:
         weights="results/models/{model}/seed{seed}/model.pt",
         meta="results/models/{model}/seed{seed}/model.json",

@@ -1,32 +1,34 @@
-"""Adapter for rule train_model: train one {model} for one {seed}."""
+"""Adapter for rule train_model: train one {model} for one {seed}; on more than one GPU
+(resources.gpu > 1), as one torchrun process per GPU with the JSON arguments next to the log."""
 
 from pathlib import Path
 
-from demixbench.audio import STFTConfig
+from demixbench.distributed import launch
 from demixbench.logs import setup_logging
-from demixbench.stats import load_input_stats
-from demixbench.train import GANConfig, ModelSpec, TrainConfig, train
+from demixbench.train import train
+from demixbench.train_main import train_arguments, write_arguments
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
-setup_logging(snakemake.log[0])
-
+log_file = Path(snakemake.log[0])
 entry = snakemake.params.model
-gan = entry.get("gan")
-config = TrainConfig(
-    seed=snakemake.params.seed,
-    threads=snakemake.threads,
-    sample_rate=snakemake.params.sample_rate,
-    **entry["train"],
-)
-train(
-    model_spec=ModelSpec(arch=entry["arch"], args=dict(entry["args"])),
-    config=config,
-    train_dirs=[Path(p).parent for p in snakemake.input.train],
-    valid_dirs=[Path(p).parent for p in snakemake.input.valid],
-    checkpoint=Path(snakemake.output.weights),
-    history_csv=Path(snakemake.output.history),
-    input_stats=load_input_stats(Path(snakemake.input.stats), STFTConfig(**snakemake.params.stft)),
-    gan=GANConfig(**{**gan, "betas": tuple(gan.get("betas", (0.5, 0.9)))}) if gan else None,
-    record={"model_name": snakemake.wildcards.model, "stft": dict(snakemake.params.stft)},
-    work_dir=Path(snakemake.params.work_dir),
-)
+stft = dict(snakemake.params.stft)
+arguments = {
+    "model": {"arch": entry["arch"], "args": dict(entry["args"])},
+    "train": {"seed": snakemake.params.seed, "threads": snakemake.threads, "sample_rate": snakemake.params.sample_rate, **entry["train"]},
+    "gan": entry.get("gan"),
+    "train_dirs": [str(Path(p).parent) for p in snakemake.input.train],
+    "valid_dirs": [str(Path(p).parent) for p in snakemake.input.valid],
+    "checkpoint": snakemake.output.weights,
+    "history_csv": snakemake.output.history,
+    "input_stats": snakemake.input.stats,
+    "stft": stft,
+    "record": {"model_name": snakemake.wildcards.model, "stft": stft},
+    "work_dir": snakemake.params.work_dir,
+}
+gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
+if gpus > 1:
+    setup_logging()  # the launcher appends what torchrun and the workers print to the log
+    launch(write_arguments(log_file.with_suffix(".args.json"), arguments), nproc=gpus, log=log_file)
+else:
+    setup_logging(log_file)
+    train(**train_arguments(arguments))
