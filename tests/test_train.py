@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from demixbench import TARGETS
 from demixbench.checkpoint import load_checkpoint
 from demixbench.train import ChunkSampler, GANConfig, ModelSpec, TrainConfig, train
 
@@ -32,6 +33,11 @@ def test_same_seed_gives_bit_identical_weights(tmp_path, decoded, small_splits):
     assert len(history) == 2 and all(np.isfinite(row["valid_nsdr"]) for row in history)
     header = (first / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "train_loss", "valid_loss", "valid_nsdr", "valid_nsdr_vocals"} <= set(header)
+    assert "valid_nsdr_tracks" not in header
+    per_track = json.loads((first / "history.json").read_text())[-1]["valid_nsdr_tracks"]
+    assert list(per_track) == list(small_splits.valid) and set(per_track[small_splits.valid[0]]) == set(TARGETS)
+    mean_vocals = np.mean([scores["vocals"] for scores in per_track.values()])
+    assert mean_vocals == pytest.approx(history[-1]["valid_nsdr_vocals"])
 
 
 def test_checkpoint_describes_itself(tmp_path, decoded, small_splits):

@@ -195,7 +195,8 @@ def _sync_batchnorm(module: nn.Module, device: torch.device, name: str) -> nn.Mo
 def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device) -> dict[str, float]:
     """Validation on whole tracks: the model's reconstruction loss (averaged over segments of
     valid_segment_seconds, so memory stays bounded) and the nSDR per target of the full-track
-    separation, averaged over tracks.
+    separation, averaged over tracks ("valid_nsdr_<target>", "valid_nsdr") and per track
+    ("valid_nsdr_tracks": track -> target -> nSDR).
 
     In a multi-process run every rank validates every world_size-th track and the per-track
     results are gathered in track order: every rank gets the same result, that of one process."""
@@ -210,6 +211,7 @@ def _validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig,
     result = {"valid_loss": float(np.mean(losses))}
     result.update({f"valid_nsdr_{t}": float(np.mean(v)) for t, v in scores.items()})
     result["valid_nsdr"] = float(np.mean([result[f"valid_nsdr_{t}"] for t in targets]))
+    result["valid_nsdr_tracks"] = {Path(valid_dirs[i]).name: per_track[i][1] for i in range(len(valid_dirs))}
     return result
 
 
@@ -556,8 +558,9 @@ def _load_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.r
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    """history.csv, history.json and history.png (learning curves) side by side."""
-    columns = list(history[0])
+    """history.csv (scalar columns), history.json (everything, including the per-track validation
+    nSDR) and history.png (learning curves) side by side."""
+    columns = [c for c, value in history[0].items() if not isinstance(value, dict)]
     lines = [",".join(columns)] + [",".join(repr(row[c]) for c in columns) for row in history]
     atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_text(Path(path).with_suffix(".json"), json.dumps(history, indent=1))
@@ -577,7 +580,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     losses.plot(epochs, [row["valid_loss"] for row in history], label="validation")
     losses.set(xlabel="epoch", ylabel="reconstruction loss (L1)", title="loss")
     losses.legend()
-    for key in sorted(k for k in history[0] if k.startswith("valid_nsdr_")):
+    for key in sorted(k for k, v in history[0].items() if k.startswith("valid_nsdr_") and not isinstance(v, dict)):
         scores.plot(epochs, [row[key] for row in history], label=key.removeprefix("valid_nsdr_"))
     scores.plot(epochs, [row["valid_nsdr"] for row in history], "k--", label="mean")
     scores.set(xlabel="epoch", ylabel="nSDR (dB)", title="validation nSDR")
