@@ -75,8 +75,12 @@ def _assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-def test_kill_9_then_rerun_gives_the_same_weights(tmp_path, decoded, small_splits, uninterrupted):
-    arguments = _arguments(decoded, small_splits, tmp_path / "out", tmp_path / "work")
+@pytest.mark.parametrize("loader_workers", [0, 2])
+def test_kill_9_then_rerun_gives_the_same_weights(tmp_path, decoded, small_splits, uninterrupted, loader_workers):
+    # With loader workers the generator has already drawn the prefetched batches when the state
+    # is saved; the state must hold the generator as of the last batch used.
+    config = replace(CONFIG, loader_workers=loader_workers, prefetch_batches=3)
+    arguments = _arguments(decoded, small_splits, tmp_path / "out", tmp_path / "work", config)
     process = _start(tmp_path, arguments)
     saved = _wait_for_step(tmp_path / "work" / "state.pt", 7, process)  # mid-way through epoch 2
     process.kill()  # SIGKILL: no chance to save anything more

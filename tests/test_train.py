@@ -93,3 +93,30 @@ def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
     assert history[-1]["train_adv"] > 0 and np.isfinite(history[-1]["valid_nsdr"])
     model, meta = load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
     assert meta["config"]["gan"]["discriminator"] == "multiscale"
+
+
+@pytest.mark.parametrize("workers,prefetch", [(0, 0), (1, 1), (2, 3)])
+def test_loader_gives_the_sampler_batches_and_the_state_to_resume_from(decoded, small_splits, workers, prefetch):
+    from demixbench.train import BatchLoader
+
+    sampler = ChunkSampler([decoded[t] for t in small_splits.train], 2205, remix=True, channel_swap=True, sign_flip=True)
+    reference_rng = np.random.default_rng(9)
+    expected, states = [], []
+    for _ in range(4):
+        expected.append(sampler.batch(reference_rng, 3))
+        states.append(reference_rng.bit_generator.state)
+    loader = BatchLoader(sampler, np.random.default_rng(9), 3, workers=workers, prefetch=prefetch)
+    try:
+        for (mixture, sources), state in zip(expected, states):
+            got_mixture, got_sources = loader.next()
+            assert torch.equal(got_mixture, mixture) and torch.equal(got_sources, sources)
+            assert loader.rng_state() == state  # what a resumed run restores
+    finally:
+        loader.close()
+
+
+def test_loader_workers_do_not_change_the_weights(tmp_path, decoded, small_splits):
+    plain, _ = _run(tmp_path, decoded, small_splits, "plain")
+    threaded, _ = _run(tmp_path, decoded, small_splits, "threaded", config=TrainConfig(**{**CONFIG.__dict__, "loader_workers": 2, "prefetch_batches": 2}))
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (plain, threaded))
+    assert all(torch.equal(a[k], b[k]) for k in a)

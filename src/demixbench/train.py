@@ -18,13 +18,17 @@ over the processes (SyncBatchNorm, CUDA only). Rank 0 logs and writes all files.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,8 @@ class TrainConfig:
     lr_plateau_patience: int = 5  # epochs without improvement before "plateau" lowers the LR
     early_stopping_patience: int | None = None  # stop after this many epochs without improvement
     checkpoint_every_steps: int = 0  # also save the rolling state every N steps (0: each epoch only)
+    loader_workers: int = 0  # threads reading training examples ahead (0: read on demand)
+    prefetch_batches: int = 2  # batches read ahead when loader_workers > 0
     threads: int = 1
     sample_rate: int = 44100
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
@@ -149,11 +155,18 @@ class ChunkSampler:
         contiguous examples [rank * batch_size / world_size, (rank + 1) * batch_size / world_size),
         is read and returned.
         """
+        return self.read(self.choices(rng, batch_size, rank, world_size))
+
+    def choices(self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1) -> list[list[tuple[int, float, bool, bool]]]:
+        """The random choices of this rank's share of a global batch (see batch); cheap, no I/O."""
         local = distributed.local_batch_size(batch_size, world_size)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        choices = [self._draw(rng) for _ in range(batch_size)][rank * local : (rank + 1) * local]
-        sources = np.empty((local, len(self.targets), 2, self.segment), dtype=np.float32)
+        return [self._draw(rng) for _ in range(batch_size)][rank * local : (rank + 1) * local]
+
+    def read(self, choices: list[list[tuple[int, float, bool, bool]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read and augment the examples described by `choices` -> (mixture, sources)."""
+        sources = np.empty((len(choices), len(self.targets), 2, self.segment), dtype=np.float32)
         for b, example in enumerate(choices):
             for s, (target, (track, offset, swap, flip)) in enumerate(zip(self.targets, example, strict=True)):
                 chunk = self._read(self.tracks[track], target, offset)
@@ -164,6 +177,48 @@ class ChunkSampler:
                 sources[b, s] = chunk
         sources_t = torch.from_numpy(sources)
         return sources_t.sum(dim=1), sources_t
+
+
+class BatchLoader:
+    """Batches of a ChunkSampler read ahead by `workers` threads, up to `prefetch` batches deep.
+
+    The random choices are drawn in order on the calling thread and only the reading is done by
+    the workers, so the batches are exactly those of calling `sampler.batch` one after another.
+    rng_state() is the generator's state right after the last batch handed out: what a resumed
+    run must restore (the generator itself has already drawn the prefetched batches).
+    """
+
+    def __init__(self, sampler: ChunkSampler, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1, workers: int = 0, prefetch: int = 0) -> None:
+        if workers < 0 or prefetch < 0:
+            raise ValueError(f"loader workers and prefetch must be >= 0, got {workers} and {prefetch}")
+        self.sampler, self.rng = sampler, rng
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.depth = max(prefetch, 1 if workers else 0)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="loader") if workers else None
+        self.queue: deque[tuple[dict, Any]] = deque()
+
+    def _enqueue(self) -> None:
+        state = copy.deepcopy(self.rng.bit_generator.state)
+        choices = self.sampler.choices(self.rng, self.batch_size, self.rank, self.world_size)
+        pending = self.pool.submit(self.sampler.read, choices) if self.pool else choices
+        self.queue.append((state, pending))
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: (mixture, sources) as ChunkSampler.batch returns them."""
+        if not self.queue:
+            self._enqueue()
+        _, pending = self.queue.popleft()
+        while len(self.queue) < self.depth:
+            self._enqueue()
+        return pending.result() if self.pool else self.sampler.read(pending)
+
+    def rng_state(self) -> dict:
+        """The generator state after the last batch returned by next()."""
+        return copy.deepcopy(self.queue[0][0] if self.queue else self.rng.bit_generator.state)
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _SeparationLoss(nn.Module):
@@ -278,7 +333,7 @@ class _StopSignals:
 
 def _fingerprint(model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | None) -> str:
     """What a rolling state must match to be resumed: everything that changes the weights."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("threads", "device", "checkpoint_every_steps")}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("threads", "device", "checkpoint_every_steps", "loader_workers", "prefetch_batches")}
     text = json.dumps({"model": asdict(model_spec), "train": settings, "gan": asdict(gan) if gan else None}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -391,11 +446,13 @@ def train(
         f"; resumed at step {progress.step}" if progress.step else "",
     )
 
+    loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches if config.loader_workers else 0)
+
     def save_state() -> None:
         if state_file is not None:
-            _save_state(state_file, fingerprint, modules, rng, progress, device)
+            _save_state(state_file, fingerprint, modules, loader.rng_state(), progress, device)
 
-    with _StopSignals() as stop:
+    with _StopSignals() as stop, closing(loader):
         while progress.epoch < config.epochs and not progress.stopped_early:
             epoch = progress.epoch + 1
             generator.train()
@@ -403,7 +460,7 @@ def train(
             first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
             bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False, disable=rank != 0)
             for _ in bar:
-                mixture, sources = (x.to(device, non_blocking=True) for x in sampler.batch(rng, config.batch_size, rank, world))
+                mixture, sources = (x.to(device, non_blocking=True) for x in loader.next())
                 loss, estimate, reference = generator(mixture, sources)
                 total = loss
                 adversarial = discriminator is not None and progress.step >= gan.warmup_steps
@@ -501,7 +558,7 @@ def _torch_rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.random.Generator, progress: _Progress, device: torch.device) -> None:
+def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng_state: dict, progress: _Progress, device: torch.device) -> None:
     """Write the rolling state (rank 0; the other ranks take part in gathering their RNG states)."""
     rng_ranks = distributed.all_gather_object(_torch_rng_state(device)) if distributed.is_distributed() else None
     if distributed.rank() != 0:
@@ -510,7 +567,7 @@ def _save_state(path: Path, fingerprint: str, modules: dict[str, Any], rng: np.r
         "fingerprint": fingerprint,
         "progress": {k: v for k, v in asdict(progress).items() if k != "best_state"},
         "best_state": progress.best_state,
-        "rng_numpy": json.dumps(rng.bit_generator.state),
+        "rng_numpy": json.dumps(rng_state),
         **{name: module.state_dict() for name, module in modules.items() if module is not None},
     }
     if rng_ranks is None:
