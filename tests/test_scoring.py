@@ -58,5 +58,5 @@ def test_shape_mismatch_is_refused():
 
 
 def test_unknown_backend_is_refused():
-    with pytest.raises(ValueError, match="unknown scoring backend 'fast'; allowed: museval"):
-        ScoringConfig(backend="fast")
+    with pytest.raises(ValueError, match="unknown scoring backend 'bsseval3'; allowed: museval, fast"):
+        ScoringConfig(backend="bsseval3")

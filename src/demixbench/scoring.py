@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from demixbench import TARGETS
+from demixbench.bss_eval import bss_eval_v4
 from demixbench.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,16 @@ def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 4
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
 
 
-BACKENDS = {"museval": bss_eval_museval}
+def bss_eval_fast(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> dict[str, np.ndarray]:
+    """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.bss_eval).
+
+    references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
+    """
+    sdr, isr, sir, sar = bss_eval_v4(references, estimates, win=win, hop=hop)
+    return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
+
+
+BACKENDS = {"museval": bss_eval_museval, "fast": bss_eval_fast}
 
 
 @dataclass(frozen=True)
