@@ -95,7 +95,7 @@ def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
     assert meta["config"]["gan"]["discriminator"] == "multiscale"
 
 
-@pytest.mark.parametrize("workers,prefetch", [(0, 0), (1, 1), (2, 3)])
+@pytest.mark.parametrize("workers,prefetch", [(0, 0), (0, 2), (1, 1), (2, 3)])
 def test_loader_gives_the_sampler_batches_and_the_state_to_resume_from(decoded, small_splits, workers, prefetch):
     from demixbench.train import BatchLoader
 
@@ -120,3 +120,7 @@ def test_loader_workers_do_not_change_the_weights(tmp_path, decoded, small_split
     threaded, _ = _run(tmp_path, decoded, small_splits, "threaded", config=TrainConfig(**{**CONFIG.__dict__, "loader_workers": 2, "prefetch_batches": 2}))
     a, b = (torch.load(d / "model.pt", weights_only=True) for d in (plain, threaded))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gan_config_takes_betas_as_a_list_from_config_files():
+    assert GANConfig(betas=[0.5, 0.99]).betas == (0.5, 0.99)

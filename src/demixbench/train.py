@@ -106,6 +106,10 @@ class GANConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
 
+    def __post_init__(self) -> None:
+        # Configs and JSON give lists; a tuple keeps the dataclass hashable and comparable.
+        object.__setattr__(self, "betas", tuple(self.betas))
+
 
 class ChunkSampler:
     """Random training examples from decoded tracks.
@@ -193,7 +197,7 @@ class BatchLoader:
             raise ValueError(f"loader workers and prefetch must be >= 0, got {workers} and {prefetch}")
         self.sampler, self.rng = sampler, rng
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-        self.depth = max(prefetch, 1 if workers else 0)
+        self.depth = max(prefetch, 1) if workers else 0  # without workers nothing reads ahead
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="loader") if workers else None
         self.queue: deque[tuple[dict, Any]] = deque()
 
@@ -339,7 +343,8 @@ def _fingerprint(model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | No
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-step schedules (cosine, step) or None; "plateau" is handled per epoch by the caller."""
+    """The LR scheduler of `config.lr_schedule`, or None for "constant". cosine and step are stepped
+    after every optimiser step, plateau after every validation (with the validation loss)."""
     total_steps = config.epochs * config.steps_per_epoch
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
@@ -416,7 +421,7 @@ def train(
             )
         if multi:
             discriminator = _sync_batchnorm(discriminator, device, f"discriminator {gan.discriminator!r}")
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=tuple(gan.betas))
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=gan.betas)
     if multi:  # the same initial weights everywhere, but each rank its own stream (dropout masks)
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
@@ -446,7 +451,7 @@ def train(
         f"; resumed at step {progress.step}" if progress.step else "",
     )
 
-    loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches if config.loader_workers else 0)
+    loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches)
 
     def save_state() -> None:
         if state_file is not None:

@@ -35,20 +35,22 @@ log = logging.getLogger(__name__)
 REQUIRED = ("model", "train", "train_dirs", "valid_dirs", "checkpoint", "history_csv")
 
 
-def write_arguments(path: Path, arguments: dict[str, Any]) -> Path:
-    """Write the arguments of one training (the format above) as JSON, atomically; returns `path`."""
+def _check_required(arguments: dict[str, Any]) -> None:
     missing = [key for key in REQUIRED if key not in arguments]
     if missing:
         raise ValueError(f"training arguments lack {', '.join(missing)}")
+
+
+def write_arguments(path: Path, arguments: dict[str, Any]) -> Path:
+    """Write the arguments of one training (the format above) as JSON, atomically; returns `path`."""
+    _check_required(arguments)
     atomic_write_text(Path(path), json.dumps(arguments, indent=1))
     return Path(path)
 
 
 def train_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `train` for arguments in the format above (input stats loaded)."""
-    missing = [key for key in REQUIRED if key not in arguments]
-    if missing:
-        raise ValueError(f"training arguments lack {', '.join(missing)}")
+    _check_required(arguments)
     gan = arguments.get("gan")
     stats = arguments.get("input_stats")
     if stats is not None and not arguments.get("stft"):
@@ -62,7 +64,7 @@ def train_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": Path(arguments["checkpoint"]),
         "history_csv": Path(arguments["history_csv"]),
         "input_stats": load_input_stats(Path(stats), STFTConfig(**arguments["stft"])) if stats is not None else None,
-        "gan": GANConfig(**{**gan, "betas": tuple(gan.get("betas", (0.5, 0.9)))}) if gan else None,
+        "gan": GANConfig(**gan) if gan else None,
         "record": arguments.get("record"),
         "work_dir": Path(work_dir) if work_dir is not None else None,
     }
