@@ -111,6 +111,26 @@ def test_sigterm_or_sigusr1_saves_and_exits_then_resumes(tmp_path, decoded, smal
     _assert_same_weights(torch.load(tmp_path / "out" / "model.pt", weights_only=True), uninterrupted)
 
 
+def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):
+    """fp16's GradScaler state (scale, growth tracker) is part of the rolling state: kill -9 and a
+    rerun give the weights of an uninterrupted fp16 run (CPU autocast runs the same code as CUDA)."""
+    config = replace(CONFIG, precision="fp16", epochs=2)
+    dirs = ([decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid])
+    whole = tmp_path / "whole"
+    train(SPEC, config, *dirs, whole / "model.pt", whole / "history.csv", work_dir=whole / "work")
+    arguments = _arguments(decoded, small_splits, tmp_path / "out", tmp_path / "work", config)
+    process = _start(tmp_path, arguments)
+    _wait_for_step(tmp_path / "work" / "state.pt", 6, process)
+    assert "scaler" in torch.load(tmp_path / "work" / "state.pt", weights_only=True)
+    process.kill()
+    process.wait()
+    rerun = _start(tmp_path, arguments)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert "resumed at step" in stderr
+    _assert_same_weights(torch.load(tmp_path / "out" / "model.pt", weights_only=True), torch.load(whole / "model.pt", weights_only=True))
+
+
 def test_a_state_written_with_other_settings_is_not_resumed(tmp_path, decoded, small_splits, uninterrupted, caplog):
     arguments = _arguments(decoded, small_splits, tmp_path / "out", tmp_path / "work", replace(CONFIG, lr=0.5))
     process = _start(tmp_path, arguments)

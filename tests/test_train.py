@@ -124,3 +124,19 @@ def test_loader_workers_do_not_change_the_weights(tmp_path, decoded, small_split
 
 def test_gan_config_takes_betas_as_a_list_from_config_files():
     assert GANConfig(betas=[0.5, 0.99]).betas == (0.5, 0.99)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_a_gan_with_float32_master_weights(tmp_path, decoded, small_splits, precision):
+    """The autocast/GradScaler path (what CUDA runs) exercised on CPU, whose autocast supports both
+    half types: finite losses, float32 weights in the checkpoint, and weights that differ from fp32."""
+    config = TrainConfig(**{**CONFIG.__dict__, "precision": precision, "checkpoint_every_steps": 1})
+    out, history = _run(tmp_path, decoded, small_splits, precision, config=config, gan=GAN)
+    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["valid_nsdr"]) for row in history)
+    assert history[1]["train_adv"] > 0
+    weights = torch.load(out / "model.pt", weights_only=True)
+    assert all(tensor.dtype in (torch.float32, torch.int64) for tensor in weights.values())
+    reference, _ = _run(tmp_path, decoded, small_splits, f"{precision}-fp32-reference", gan=GAN)
+    fp32 = torch.load(reference / "model.pt", weights_only=True)
+    assert not all(torch.equal(weights[k], fp32[k]) for k in weights)
+

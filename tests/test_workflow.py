@@ -18,6 +18,7 @@ import yaml
 from demixbench.models import ARCHITECTURES, DISCRIMINATORS
 from demixbench.oracles import ORACLES
 from demixbench.scoring import BACKENDS
+from demixbench.train import PRECISIONS
 
 from conftest import REPO
 
@@ -63,6 +64,7 @@ def test_schema_enumerations_match_the_package_registries():
     assert definitions["gan"]["properties"]["discriminator"]["enum"] == sorted(DISCRIMINATORS)
     assert SCHEMA["properties"]["oracles"]["items"]["enum"] == list(ORACLES)
     assert SCHEMA["properties"]["scoring"]["properties"]["backend"]["enum"] == list(BACKENDS)
+    assert definitions["train"]["properties"]["precision"]["enum"] == list(PRECISIONS)
 
 
 def test_every_config_key_is_commented():

@@ -49,8 +49,14 @@ class STFT:
         return self._windows[key]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """(..., time) real -> (..., bins, frames) complex, bins = n_fft // 2 + 1."""
+        """(..., time) real -> (..., bins, frames) complex, bins = n_fft // 2 + 1.
+
+        Half-precision input (from a mixed-precision forward pass) is transformed in float32:
+        cuFFT has no bf16 and only power-of-two fp16 transforms, and the spectra feed losses.
+        """
         shape = audio.shape
+        if audio.dtype in (torch.float16, torch.bfloat16):
+            audio = audio.float()
         spec = torch.stft(
             audio.reshape(-1, shape[-1]),
             n_fft=self.config.n_fft,
@@ -63,8 +69,10 @@ class STFT:
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
     def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        """(..., bins, frames) complex -> (..., length) real."""
+        """(..., bins, frames) complex -> (..., length) real (complex32 is computed in complex64)."""
         shape = spec.shape
+        if spec.dtype == torch.complex32:
+            spec = spec.to(torch.complex64)
         audio = torch.istft(
             spec.reshape(-1, *shape[-2:]),
             n_fft=self.config.n_fft,

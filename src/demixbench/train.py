@@ -14,6 +14,11 @@ over the processes, and every process draws the random choices of the whole glob
 same generator, so the data are those of a 1-process run and the weights agree with it to float
 rounding (the gradient all-reduce sums in another order). BatchNorm statistics are synchronised
 over the processes (SyncBatchNorm, CUDA only). Rank 0 logs and writes all files.
+
+Mixed precision (`TrainConfig.precision`): "bf16" or "fp16" run the forward passes and losses
+under torch.autocast (weights, optimiser states and STFTs stay float32); "fp16" also scales the
+losses with a GradScaler per optimiser, because fp16's narrow exponent range underflows small
+gradients. "fp32" (the default) runs exactly the code path without autocast.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ from demixbench.separate import separate
 log = logging.getLogger(__name__)
 
 
+#: Training precisions: the autocast dtype of each (None: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A registry entry: architecture name and its constructor arguments."""
@@ -87,6 +96,11 @@ class TrainConfig:
     threads: int = 1
     sample_rate: int = 44100
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
 
     @property
     def segment(self) -> int:
@@ -235,6 +249,26 @@ class _SeparationLoss(nn.Module):
 
     def forward(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.model.separation_loss(mixture, sources)
+
+
+class _MixedPrecision:
+    """Autocast for the forward passes and loss scaling for the backward passes of one run.
+
+    With precision "fp32" both are disabled and every call below reduces to the plain
+    `loss.backward()` / `optimizer.step()`, so fp32 runs stay bit-identical to a loop without them.
+    """
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.dtype = PRECISIONS[precision]
+        self.device_type = device.type
+        self.scaling = precision == "fp16"
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """A loss scaler for one optimiser (one per optimiser: their gradients overflow independently)."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.scaling)
 
 
 def _sync_batchnorm(module: nn.Module, device: torch.device, name: str) -> nn.Module:
@@ -426,7 +460,18 @@ def train(
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, targets)
 
-    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "discriminator": discriminator, "opt_d": opt_d}
+    amp = _MixedPrecision(config.precision, device)
+    scaler, scaler_d = amp.scaler(), amp.scaler() if gan is not None else None
+    modules = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "discriminator": discriminator,
+        "opt_d": opt_d,
+        # A disabled GradScaler has no state to save (and refuses to load an empty one).
+        "scaler": scaler if amp.scaling else None,
+        "scaler_d": scaler_d if amp.scaling else None,
+    }
     state_file = Path(work_dir) / "state.pt" if work_dir is not None else None
     fingerprint = _fingerprint(model_spec, config, gan)
     progress = _load_state(state_file, fingerprint, modules, rng, device) if state_file else None
@@ -440,12 +485,13 @@ def train(
         if discriminator is not None:
             critic = DistributedDataParallel(discriminator, device_ids=device_ids)
     log.info(
-        "training %s (%d parameters%s) seed %d on %s, %d tracks, validating on %d%s",
+        "training %s (%d parameters%s) seed %d on %s (%s), %d tracks, validating on %d%s",
         model_spec.arch,
         sum(p.numel() for p in model.parameters()),
         f", GAN with {gan.discriminator}" if gan else "",
         config.seed,
         f"{world} processes ({device.type}), batch {config.batch_size // world} each" if multi else device,
+        config.precision,
         len(train_dirs),
         len(valid_dirs),
         f"; resumed at step {progress.step}" if progress.step else "",
@@ -466,30 +512,36 @@ def train(
             bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False, disable=rank != 0)
             for _ in bar:
                 mixture, sources = (x.to(device, non_blocking=True) for x in loader.next())
-                loss, estimate, reference = generator(mixture, sources)
+                with amp.autocast():
+                    loss, estimate, reference = generator(mixture, sources)
                 total = loss
                 adversarial = discriminator is not None and progress.step >= gan.warmup_steps
                 adv_value = d_value = 0.0
                 if adversarial:
-                    condition = model.condition(mixture)
-                    real_logits, real_features = critic(reference, condition)
-                    fake_logits, _ = critic(estimate.detach(), condition)
-                    d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
+                    with amp.autocast():
+                        condition = model.condition(mixture)
+                        real_logits, real_features = critic(reference, condition)
+                        fake_logits, _ = critic(estimate.detach(), condition)
+                        d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
                     opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    opt_d.step()
-                    fake_logits, fake_features = critic(estimate, condition)
-                    adv = generator_adversarial_loss(fake_logits, gan.loss)
-                    total = total + gan.adv_weight * adv
-                    if gan.feature_match_weight > 0:
-                        # Real features from before the discriminator update, detached (as MelGAN does).
-                        total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
+                    scaler_d.scale(d_loss).backward()
+                    scaler_d.step(opt_d)
+                    scaler_d.update()
+                    with amp.autocast():
+                        fake_logits, fake_features = critic(estimate, condition)
+                        adv = generator_adversarial_loss(fake_logits, gan.loss)
+                        total = total + gan.adv_weight * adv
+                        if gan.feature_match_weight > 0:
+                            # Real features from before the discriminator update, detached (as MelGAN does).
+                            total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
                     adv_value, d_value = adv.item(), d_loss.item()
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
+                scaler.scale(total).backward()
                 if config.grad_clip is not None:  # gradients are already averaged over the ranks here
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped by the fp16 scaler when a gradient is inf/NaN
+                scaler.update()
                 if scheduler is not None and config.lr_schedule != "plateau":
                     scheduler.step()
                 # Losses of the global batch (the mean of the ranks' equal shares), the same on every rank.
