@@ -3,14 +3,19 @@
 Commands
 --------
 table
-    Build an SDR leaderboard from directories of per-track museval score files, without Snakemake::
+    Build a leaderboard from directories of per-track museval score files, without Snakemake::
 
         demixbench table --row IRM2=scores/IRM2 --row unet=runs/s0/scores,runs/s1/scores \\
-            --compare unet:IRM2 --out results/table
+            --compare unet:IRM2 --note "IRM2=SiSEC 2018 submission, sigsep-mus-2018" \\
+            --metric SDR --out results/table
 
     Each ``--row NAME=DIR[,DIR...]`` is one table row (kind "imported"); several directories are
-    that method's seeds. Writes ``sdr.md``, ``sdr.csv`` and ``sdr.json`` into ``--out`` and prints
-    the Markdown table.
+    that method's seeds. ``--compare VARIANT:BASELINE`` adds a difference row with a paired
+    bootstrap confidence interval (``--resamples``, ``--bootstrap-seed``) and a Wilcoxon p-value;
+    ``--note NAME=TEXT`` records a row's provenance. ``--metric`` is one of SDR, ISR, SIR, SAR.
+    Writes ``<stem>.md``, ``.csv``, ``.json``, ``.tex`` and ``.html`` into ``--out`` (the stem
+    defaults to the metric in lower case: ``sdr``, ``sar``, ...) and prints the Markdown. See
+    :mod:`demixbench.table` for the aggregations and statistics.
 
 New commands register a subparser in :func:`build_parser` with a ``handler`` default taking
 ``(args, parser)`` and returning an exit code.
@@ -25,6 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demixbench import TARGETS, __version__
+
+#: The museval metrics ``demixbench table --metric`` accepts (as demixbench.table.METRICS, which
+#: is not imported here to keep ``demixbench --help`` free of pandas/scipy).
+METRICS: tuple[str, ...] = ("SDR", "ISR", "SIR", "SAR")
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +63,25 @@ def _parse_compare(value: str) -> tuple[str, str]:
     return variant, baseline
 
 
+def _parse_note(value: str) -> tuple[str, str]:
+    """``NAME=TEXT`` -> (name, text); malformed values raise ArgumentTypeError."""
+    name, sep, text = value.partition("=")
+    name, text = name.strip(), text.strip()
+    if not sep or not name or not text:
+        raise argparse.ArgumentTypeError(f"expected NAME=TEXT, got {value!r}")
+    return name, text
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench table``."""
     from demixbench.table import Comparison, MethodRuns, build_table
@@ -71,16 +99,28 @@ def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         unknown = [n for n in (variant, baseline) if n not in names]
         if unknown:
             parser.error(f"--compare {variant}:{baseline}: unknown row name(s) {unknown}; rows are {names}")
+    notes: dict[str, str] = {}
+    for name, text in args.note:
+        if name not in names:
+            parser.error(f"--note {name}=...: unknown row name {name!r}; rows are {names}")
+        if name in notes:
+            parser.error(f"--note: row {name!r} has two notes")
+        notes[name] = text
     targets = tuple(args.targets) if args.targets else TARGETS
 
     try:
         table = build_table(
-            [MethodRuns(name=name, seed_dirs=dirs, kind="imported") for name, dirs in rows],
+            [
+                MethodRuns(name=name, seed_dirs=dirs, kind="imported", note=notes.get(name, ""))
+                for name, dirs in rows
+            ],
             [Comparison(variant=variant, baseline=baseline) for variant, baseline in args.compare],
             targets=targets,
             metric=args.metric,
+            n_resamples=args.resamples,
+            bootstrap_seed=args.bootstrap_seed,
         )
-        table.write(args.out, stem=args.stem)
+        table.write(args.out, stem=args.stem or args.metric.lower())
     except ValueError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
@@ -102,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = commands.add_parser(
         "table",
-        help="build an SDR table from per-track museval score directories",
-        description="Build a leaderboard (median over frames, median over tracks; mean ± s.e. over seeds) "
-        "from directories of per-track museval score files (*.json / *.json.gz).",
+        help="build a leaderboard (SDR, ISR, SIR or SAR) from per-track museval score directories",
+        description="Build a leaderboard from directories of per-track museval score files "
+        "(*.json / *.json.gz): median over frames then median over tracks (SiSEC 2018), median over "
+        "frames then mean over tracks, and for SDR the MDX nSDR where the files carry it; mean ± s.e. "
+        "over seeds; difference rows with a paired bootstrap confidence interval and a Wilcoxon "
+        "signed-rank p-value. Writes Markdown, CSV, JSON, LaTeX and HTML.",
     )
     table.add_argument(
         "--row",
@@ -122,7 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VARIANT:BASELINE",
         help="add a difference row VARIANT - BASELINE (repeatable)",
     )
-    table.add_argument("--metric", default="SDR", help="museval metric to aggregate (default: SDR)")
+    table.add_argument(
+        "--note",
+        action="append",
+        type=_parse_note,
+        default=[],
+        metavar="NAME=TEXT",
+        help="provenance of a row, listed under the tables and in the JSON (repeatable)",
+    )
+    table.add_argument(
+        "--metric", default="SDR", choices=METRICS, help="museval metric to aggregate (default: SDR)"
+    )
     table.add_argument(
         "--targets",
         nargs="+",
@@ -133,7 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--out", type=Path, required=True, metavar="OUTDIR", help="directory for the output files"
     )
-    table.add_argument("--stem", default="sdr", help="output file name stem (default: sdr)")
+    table.add_argument(
+        "--stem", default=None, help="output file name stem (default: the metric in lower case, e.g. sdr)"
+    )
+    table.add_argument(
+        "--resamples",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="paired bootstrap resamples for the difference rows' 95%% intervals (default: 2000)",
+    )
+    table.add_argument(
+        "--bootstrap-seed", type=int, default=0, metavar="SEED", help="random seed of the bootstrap (default: 0)"
+    )
     table.set_defaults(handler=_run_table, subparser=table)
     return parser
 
