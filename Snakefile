@@ -1,7 +1,11 @@
 # demixbench: MUSDB18 -> decoded cache -> trained separators (per model and seed) -> separated test
-# set -> BSS Eval v4 scores -> SDR comparison table. See README.md; the config is config.yaml.
+# set -> BSS Eval v4 scores -> comparison tables, figures and a report. See README.md; the config is
+# config.yaml.
 
 configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -10,14 +14,21 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/separate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/table.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
     all,
-    make_sdr_table,
+    make_table,
+    plot_scores,
+    plot_learning_curves,
+    make_listening_page,
 
 
 rule all:
     input:
-        rules.make_sdr_table.output,
+        expand(rules.make_table.output, metric=METRICS),
+        expand(rules.plot_scores.output, metric=METRICS),
+        rules.plot_learning_curves.output,
+        rules.make_listening_page.output if EXCERPT_TRACKS else [],
     default_target: True

@@ -90,10 +90,11 @@ def test_dry_run_of_the_demo_config(tmp_path):
     result = snakemake(tmp_path, load_demo(), "-n")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    # 12 + 4 tracks; 2 models x 2 seeds; 4 test tracks per run; 2 oracles
+    # 12 + 4 tracks; 4 models x 2 seeds; 4 test tracks per run; 2 oracles; SDR and SAR tables
     assert counts == {
-        "prepare_dataset": 1, "decode_track": 16, "compute_input_stats": 1, "train_model": 4,
-        "separate_track": 16, "separate_oracle": 8, "score_track": 24, "make_sdr_table": 1, "all": 1,
+        "prepare_dataset": 1, "decode_track": 16, "compute_input_stats": 1, "train_model": 8,
+        "separate_track": 32, "separate_oracle": 8, "score_track": 40, "make_table": 2, "plot_scores": 2,
+        "plot_learning_curves": 1, "make_listening_page": 1, "all": 1,
     }
 
 
@@ -173,7 +174,9 @@ def tiny_config() -> dict:
     for entry in config["models"].values():
         entry["train"] = {**entry["train"], "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 1.0, "valid_segment_seconds": 4.0}
     config["models"]["unet_gan"]["gan"]["warmup_steps"] = 1
+    config["models"]["demucs_v1_gan"]["gan"]["warmup_steps"] = 1
     config["separation"]["segment_seconds"] = 4.0
+    config["report"]["excerpt_seconds"] = 2.0
     return config
 
 
@@ -201,13 +204,22 @@ def pipeline(tmp_path_factory):
 def test_pipeline_produces_the_table(pipeline):
     workdir, _, _ = pipeline
     table = json.loads((workdir / "results/tables/sdr.json").read_text())
-    assert set(table["rows"]) == {"unet", "unet_gan", "MIX", "IRM2"}
+    assert set(table["rows"]) == {"unet", "unet_gan", "demucs_v1", "demucs_v1_gan", "MIX", "IRM2"}
     assert table["rows"]["unet"]["n_seeds"] == 2 and table["rows"]["MIX"]["n_seeds"] == 1
     assert table["n_tracks"] == 2
     for row in table["rows"].values():
         for target in ("drums", "bass", "other", "vocals", "All"):
             assert row[target]["mean"] is not None
-    assert "unet_gan - unet" in table["differences"]
+    assert {"unet_gan - unet", "demucs_v1_gan - demucs_v1"} <= set(table["differences"])
+    for column in table["differences"]["unet_gan - unet"].values():
+        assert column["ci_low"] <= column["mean"] <= column["ci_high"] and 0 <= column["p_value"] <= 1
+    for name in ("sdr", "sar"):
+        for suffix in ("md", "csv", "json", "tex", "html"):
+            assert (workdir / f"results/tables/{name}.{suffix}").stat().st_size > 100
+        for figure in ("boxplots", "seeds"):
+            assert (workdir / f"results/figures/{name}_{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (workdir / "results/figures/learning_curves.svg").stat().st_size > 1000
+    assert (workdir / "results/report/listening.html").read_text().count("<audio") == 2 * (5 + 6 * 4)
     markdown = (workdir / "results/tables/sdr.md").read_text()
     assert "| unet_gan - unet |" in markdown.replace("  ", " ") or "unet_gan - unet" in markdown
     # IRM2 is an upper bound no trained model reaches, even a tiny one
@@ -237,7 +249,7 @@ def test_editing_the_table_code_reruns_only_the_table(pipeline):
         counts = job_counts(snakemake(workdir, config, "-n", snakefile=snakefile).stdout)
     finally:
         table_code.write_text(original)  # same content again: Snakemake compares checksums too
-    assert counts == {"make_sdr_table": 1, "all": 1}
+    assert counts == {"make_table": 2, "plot_scores": 2, "all": 1}
 
 
 @pytest.mark.slow
@@ -246,5 +258,8 @@ def test_editing_one_model_reruns_only_its_jobs_and_the_table(pipeline):
     edited = copy.deepcopy(config)
     edited["models"]["unet_gan"]["gan"]["adv_weight"] = 0.5
     counts = job_counts(snakemake(workdir, edited, "-n", snakefile=snakefile).stdout)
-    # 2 seeds; 2 test tracks per seed
-    assert counts == {"train_model": 2, "separate_track": 4, "score_track": 4, "make_sdr_table": 1, "all": 1}
+    # 2 seeds; 2 test tracks per seed; the listening page plays the first seed's estimates
+    assert counts == {
+        "train_model": 2, "separate_track": 4, "score_track": 4, "make_table": 2, "plot_scores": 2,
+        "plot_learning_curves": 1, "make_listening_page": 1, "all": 1,
+    }

@@ -102,7 +102,22 @@ if not VALID_TRACKS:
         "(musdb's official validation tracks are missing from this copy)"
     )
 
+for _row in config["table"]["imported"]:
+    if _row["name"] in MODELS + ORACLES:
+        raise WorkflowError(f"config key table.imported: the name {_row['name']!r} is taken by a model or oracle; rename the row")
+    for _folder in _row["dirs"]:
+        if not Path(_folder).is_dir():
+            raise WorkflowError(
+                f"config key table.imported ({_row['name']}): {_folder} is not a directory of per-track museval JSON files"
+            )
+
+#: Metrics with a table (lower case in paths); the first is the headline table.
+METRICS = [metric.lower() for metric in config["table"]["metrics"]]
+#: Test tracks whose excerpts go on the listening page of the report.
+EXCERPT_TRACKS = list(TEST_TRACKS[: config["report"]["excerpt_tracks"]])
+
 wildcard_constraints:
+    metric="sdr|isr|sir|sar",
     model="|".join(MODELS),
     oracle="|".join(ORACLES) or "(?!)",
     method="|".join(MODELS + ORACLES),
@@ -162,11 +177,26 @@ def all_scores(wildcards=None):
 
 
 def table_rows():
-    """Rows of the SDR table: models (one score directory per seed) then oracles."""
-    return [
-        {"name": method, "kind": "oracle" if method in ORACLES else "model", "seed_dirs": [f"results/scores/{method}/{run}" for run in runs(method)]}
+    """Rows of the tables: models (one score directory per seed), oracles, then imported results."""
+    own = [
+        {
+            "name": method,
+            "kind": "oracle" if method in ORACLES else "model",
+            "seed_dirs": [f"results/scores/{method}/{run}" for run in runs(method)],
+            "note": "",
+        }
         for method in MODELS + ORACLES
     ]
+    imported = [
+        {"name": row["name"], "kind": "imported", "seed_dirs": list(row["dirs"]), "note": row.get("note", "")}
+        for row in config["table"]["imported"]
+    ]
+    return own + imported
+
+
+def imported_scores(wildcards=None):
+    """The score files of the imported rows (inputs, so that replacing them rebuilds the tables)."""
+    return [str(path) for row in config["table"]["imported"] for folder in row["dirs"] for path in sorted(Path(folder).glob("*.json*"))]
 
 
 def table_comparisons():

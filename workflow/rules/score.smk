@@ -12,6 +12,10 @@ rule score_track:
     params:
         scoring=config["scoring"],
         sample_rate=DATA["sample_rate"],
+    # Thousands of short jobs on a cluster: the profile bundles them (--group-components score=N)
+    # into a few scheduler jobs; a local run ignores groups.
+    group:
+        "score"
     threads: config["resources"]["score"]["threads"]
     resources:
         mem_mb=config["resources"]["score"]["mem_mb"],

@@ -1,22 +1,32 @@
-"""Table stage: every run's scores aggregated into the SDR comparison table."""
+"""Table stage: every run's scores (and imported results) aggregated into one table per metric."""
 
 
-rule make_sdr_table:
-    """Median over frames, median over tracks, mean +/- s.e. over seeds; difference rows per baseline."""
+rule make_table:
+    """Median over frames, median over tracks, mean +/- s.e. over seeds; difference rows with
+    paired-bootstrap intervals and Wilcoxon p-values; also mean over tracks and nSDR."""
     input:
         scores=all_scores,
+        imported=imported_scores,
         code=code("table.py"),
     output:
-        markdown="results/tables/sdr.md",
-        csv="results/tables/sdr.csv",
-        json="results/tables/sdr.json",
+        markdown="results/tables/{metric}.md",
+        csv="results/tables/{metric}.csv",
+        json="results/tables/{metric}.json",
+        latex="results/tables/{metric}.tex",
+        html=report(
+            "results/tables/{metric}.html",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{metric}"},
+        ),
     params:
         rows=table_rows(),
         comparisons=table_comparisons(),
-        metric=config["table"]["metric"],
+        metric=lambda wildcards: wildcards.metric.upper(),
+        bootstrap={key: config["table"][key] for key in ("bootstrap_resamples", "bootstrap_seed", "confidence")},
     log:
-        "logs/make_sdr_table.log",
+        "logs/make_table/{metric}.log",
     conda:
         "../../envs/demixbench.yaml"
     script:
-        "../scripts/make_sdr_table.py"
+        "../scripts/make_table.py"

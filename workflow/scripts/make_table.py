@@ -1,4 +1,4 @@
-"""Adapter for rule make_sdr_table: aggregate every run's scores into the comparison table."""
+"""Adapter for rule make_table: aggregate every run's scores into the comparison table of one metric."""
 
 from pathlib import Path
 
@@ -9,9 +9,17 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
 methods = [
-    MethodRuns(name=row["name"], seed_dirs=tuple(Path(d) for d in row["seed_dirs"]), kind=row["kind"])
+    MethodRuns(name=row["name"], seed_dirs=tuple(Path(d) for d in row["seed_dirs"]), kind=row["kind"], note=row["note"])
     for row in snakemake.params.rows
 ]
 comparisons = [Comparison(**pair) for pair in snakemake.params.comparisons]
-table = build_table(methods, comparisons, metric=snakemake.params.metric)
+bootstrap = snakemake.params.bootstrap
+table = build_table(
+    methods,
+    comparisons,
+    metric=snakemake.params.metric,
+    n_resamples=bootstrap["bootstrap_resamples"],
+    bootstrap_seed=bootstrap["bootstrap_seed"],
+    confidence=bootstrap["confidence"],
+)
 table.write(Path(snakemake.output.markdown).parent, stem=Path(snakemake.output.markdown).stem)

@@ -1,0 +1,117 @@
+"""Benchmark: training steps per second of the paper-scale models with and without mixed precision,
+and the peak GPU memory of `demucs_v1` at the paper's batch of 64 (10-s examples).
+
+Each (model, precision) runs the training step of demixbench.train (autocast forward, the model's
+separation loss, GradScaler for fp16, Adam step) on random stereo batches already on the device, so
+it measures the model, not the data path (bench/data_path.py covers that). Times are taken after
+warm-up steps with CUDA synchronised; the peak memory is torch.cuda.max_memory_allocated. Ratios
+are printed against fp32 measured in the same run.
+
+Usage:
+  .venv/bin/python bench/gpu_training.py                       # on a CUDA machine
+  .venv/bin/python bench/gpu_training.py --device cpu --batch 1 --segment 1 --steps 1 --warmup 0 \
+      --skip-peak   # smoke test of the code path on CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from demixbench.models import build_model
+from demixbench.train import PRECISIONS, _MixedPrecision
+
+#: Paper-scale models with their paper batch size and example length (config.yaml).
+MODELS = {
+    "demucs_v1": ("demucs_v1", {}, 64, 10.0),
+    "unet": ("unet", {}, 16, 11.89),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(arch: str, args: dict, batch: int, segment: float, precision: str, device: torch.device, steps: int, warmup: int) -> dict:
+    """Steps/s and peak memory of `steps` training steps after `warmup` steps."""
+    torch.manual_seed(0)
+    model = build_model(arch, args).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    amp = _MixedPrecision(precision, device)
+    scaler = amp.scaler()
+    n = int(segment * 44100)
+    sources = 0.1 * torch.randn(batch, 4, 2, n, device=device)
+    mixture = sources.sum(dim=1)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> None:
+        with amp.autocast():
+            loss, _, _ = model.separation_loss(mixture, sources)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"steps_per_s": steps / seconds, "peak_gib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--batch", type=int, default=None, help="override the paper batch (e.g. when memory is short)")
+    parser.add_argument("--segment", type=float, default=None, help="override the example length in seconds")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--skip-peak", action="store_true", help="skip demucs_v1 at batch 64")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    results = []
+    for name in args.models:
+        arch, model_args, batch, segment = MODELS[name]
+        batch, segment = args.batch or batch, args.segment or segment
+        baseline = None
+        for precision in args.precisions:
+            row = {"model": name, "precision": precision, "batch": batch, "segment_s": segment}
+            try:
+                row.update(measure(arch, model_args, batch, segment, precision, device, args.steps, args.warmup))
+            except torch.OutOfMemoryError:
+                row.update(steps_per_s=float("nan"), peak_gib=float("nan"), error="out of memory")
+            if precision == "fp32":
+                baseline = row["steps_per_s"]
+            speedup = row["steps_per_s"] / baseline if baseline else float("nan")
+            print(f"{name:10s} {precision:5s} batch {batch:3d} x {segment:5.2f} s: {row['steps_per_s']:7.3f} steps/s "
+                  f"({speedup:4.2f}x fp32), peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}")
+            results.append(row)
+    if not args.skip_peak and "demucs_v1" in args.models and (args.batch or 64) != 64:
+        row = {"model": "demucs_v1", "precision": "fp32", "batch": 64, "segment_s": 10.0}
+        row.update(measure("demucs_v1", {}, 64, 10.0, "fp32", device, 2, 1))
+        print(f"demucs_v1 at batch 64: peak {row['peak_gib']:.2f} GiB")
+        results.append(row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
