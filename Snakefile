@@ -23,6 +23,7 @@ localrules:
     plot_scores,
     plot_learning_curves,
     make_listening_page,
+    record_provenance,
 
 
 rule all:
@@ -31,4 +32,5 @@ rule all:
         expand(rules.plot_scores.output, metric=METRICS),
         rules.plot_learning_curves.output,
         rules.make_listening_page.output if EXCERPT_TRACKS else [],
+        rules.record_provenance.output,
     default_target: True

@@ -94,7 +94,7 @@ def test_dry_run_of_the_demo_config(tmp_path):
     assert counts == {
         "prepare_dataset": 1, "decode_track": 16, "compute_input_stats": 1, "train_model": 8,
         "separate_track": 32, "separate_oracle": 8, "score_track": 40, "make_table": 2, "plot_scores": 2,
-        "plot_learning_curves": 1, "make_listening_page": 1, "all": 1,
+        "plot_learning_curves": 1, "make_listening_page": 1, "record_provenance": 1, "all": 1,
     }
 
 
@@ -249,7 +249,7 @@ def test_editing_the_table_code_reruns_only_the_table(pipeline):
         counts = job_counts(snakemake(workdir, config, "-n", snakefile=snakefile).stdout)
     finally:
         table_code.write_text(original)  # same content again: Snakemake compares checksums too
-    assert counts == {"make_table": 2, "plot_scores": 2, "all": 1}
+    assert counts == {"make_table": 2, "plot_scores": 2, "record_provenance": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -261,5 +261,5 @@ def test_editing_one_model_reruns_only_its_jobs_and_the_table(pipeline):
     # 2 seeds; 2 test tracks per seed; the listening page plays the first seed's estimates
     assert counts == {
         "train_model": 2, "separate_track": 4, "score_track": 4, "make_table": 2, "plot_scores": 2,
-        "plot_learning_curves": 1, "make_listening_page": 1, "all": 1,
+        "plot_learning_curves": 1, "make_listening_page": 1, "record_provenance": 1, "all": 1,
     }

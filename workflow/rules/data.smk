@@ -35,6 +35,8 @@ rule decode_track:
         sample_rate=DATA["sample_rate"],
     log:
         "logs/decode_track/{track}.log",
+    benchmark:
+        "results/benchmarks/decode_track/{track}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:

@@ -80,3 +80,22 @@ rule make_listening_page:
         "../../envs/demixbench.yaml"
     script:
         "../scripts/make_listening_page.py"
+
+
+rule record_provenance:
+    """Git commit, config hash, dataset fingerprint, packages, machine and wall time per stage."""
+    input:
+        tables=expand("results/tables/{metric}.json", metric=METRICS),
+        code=code("provenance.py"),
+    output:
+        json="results/provenance.json",
+        html=report("results/report/provenance.html", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        config=config,
+        benchmarks="results/benchmarks",
+    log:
+        "logs/record_provenance.log",
+    conda:
+        "../../envs/demixbench.yaml"
+    script:
+        "../scripts/record_provenance.py"

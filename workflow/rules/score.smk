@@ -22,6 +22,8 @@ rule score_track:
         runtime=config["resources"]["score"]["runtime"],
     log:
         "logs/score_track/{method}/{run}/{track}.log",
+    benchmark:
+        "results/benchmarks/score_track/{method}/{run}/{track}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:

@@ -21,6 +21,8 @@ rule separate_track:
         gpu=config["resources"]["separate"]["gpu"],
     log:
         "logs/separate_track/{model}/seed{seed}/{track}.log",
+    benchmark:
+        "results/benchmarks/separate_track/{model}/seed{seed}/{track}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:
@@ -43,6 +45,8 @@ rule separate_oracle:
         runtime=config["resources"]["separate"]["runtime"],
     log:
         "logs/separate_oracle/{oracle}/{track}.log",
+    benchmark:
+        "results/benchmarks/separate_oracle/{oracle}/{track}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:
