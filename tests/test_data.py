@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from demixbench import TARGETS
-from demixbench.data import DatasetError, decode_track, list_tracks, load_decoded, musdb_validation_tracks
+from demixbench.data import DatasetError, dataset_layout, decode_track, list_tracks, load_decoded, musdb_validation_tracks
 
 from conftest import SMALL_SPEC
 
@@ -62,8 +62,19 @@ def test_validation_track_in_test_set_is_refused(small_dataset, small_splits):
 
 
 def test_unknown_source_is_refused(small_dataset):
-    with pytest.raises(ValueError, match="allowed: synthetic, musdb18hq, musdb18"):
+    with pytest.raises(ValueError, match="allowed: synthetic, musdb18hq, musdb18, musdb18-7s"):
         list_tracks("musdb19", small_dataset)
+
+
+def test_layouts_of_the_sources(small_dataset, tmp_path):
+    assert dataset_layout("musdb18hq") == "wav" and dataset_layout("synthetic", small_dataset) == "wav"
+    assert dataset_layout("musdb18") == "stem.mp4" and dataset_layout("musdb18-7s") == "stem.mp4"
+    for subset in ("train", "test"):
+        (tmp_path / subset).mkdir()
+        (tmp_path / subset / f"A {subset} - Track.stem.mp4").write_bytes(b"")
+    assert dataset_layout("synthetic", tmp_path) == "stem.mp4"
+    splits = list_tracks("musdb18-7s", tmp_path, validation=[])
+    assert splits.train == ("A train - Track",) and splits.test == ("A test - Track",)
 
 
 def test_decode_refuses_unknown_track(small_dataset, tmp_path):

@@ -107,7 +107,7 @@ def test_dry_run_of_the_paper_preset_on_a_local_musdb18hq_layout(tmp_path, small
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["train_model"] == 20 and "prepare_dataset" not in counts
-    assert counts["score_track"] == (4 * 5 + 2) * 2
+    assert counts["score_track"] == (4 * 5 + 6) * 2  # 4 models x 5 seeds and 6 oracles, 2 test tracks
     train_jobs = [block for block in result.stdout.split("\n\n") if "rule train_model:" in block]
     assert len(train_jobs) == 20
     for block in train_jobs:  # the paper preset asks for a GPU, 32 GB and 48 h per training job

@@ -1,11 +1,13 @@
 """Dataset access: official MUSDB18 layouts, the train/validation/test split, and the decoded cache.
 
-Every source is read through the real ``musdb`` parser, so the synthetic dataset (MUSDB18-HQ
-layout) exercises exactly the code path of a lab's local MUSDB18-HQ or MUSDB18 copy.
-
 Layouts:
-    musdb18hq, synthetic: ROOT/{train,test}/<track>/{mixture,drums,bass,other,vocals}.wav
-    musdb18:              ROOT/{train,test}/<track>.stem.mp4
+    musdb18hq, synthetic (format wav):          ROOT/{train,test}/<track>/{mixture,drums,bass,other,vocals}.wav
+    musdb18, musdb18-7s, synthetic (stem.mp4):  ROOT/{train,test}/<track>.stem.mp4
+
+Decoding reads wav files with soundfile and .stem.mp4 streams with ffmpeg exactly as ``musdb``
+(through stempeg) does -- 16-bit PCM, divided by 32768 -- so the cache holds the arrays the
+``musdb`` parser returns, but every failure (unreadable or truncated file, NaN/Inf samples,
+stems of different lengths, a mixture that is not the sum of its stems) names the file.
 
 The decoded cache holds one float32 ``.npy`` per track and stem, shaped (channels, samples), which
 training memory-maps and separation/scoring read without decoding again.
@@ -15,19 +17,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import yaml
 
 from demixbench import SAMPLE_RATE, TARGETS
 from demixbench.fileio import atomic_path, atomic_write_text
+from demixbench.probe import ProbeError, check_complete, probe_streams
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("synthetic", "musdb18hq", "musdb18")
+SOURCES: tuple[str, ...] = ("synthetic", "musdb18hq", "musdb18", "musdb18-7s")
+#: File layouts: one wav per stem (MUSDB18-HQ) or one 5-stream .stem.mp4 per track (MUSDB18).
+LAYOUTS: tuple[str, ...] = ("wav", "stem.mp4")
 #: Files of one track in the cache, mixture first.
 STEMS: tuple[str, ...] = ("mixture", *TARGETS)
 SUBSETS: tuple[str, ...] = ("train", "test")
@@ -58,10 +67,24 @@ class Splits:
 
 
 def is_wav_layout(source: str) -> bool:
-    """True for the MUSDB18-HQ layout (one wav per stem), False for MUSDB18's .stem.mp4 files."""
+    """True for sources in the MUSDB18-HQ layout (one wav per stem), False for .stem.mp4 sources.
+
+    `synthetic` may be written in either format; dataset_layout() looks at the files to tell.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
-    return source != "musdb18"
+    return source not in ("musdb18", "musdb18-7s")
+
+
+def dataset_layout(source: str, root: Path | None = None) -> str:
+    """The file layout ("wav" or "stem.mp4") of `source`; for `synthetic`, of the files under `root`."""
+    wav = is_wav_layout(source)
+    if source == "synthetic" and root is not None:
+        for subset in SUBSETS:
+            folder = Path(root) / subset
+            if folder.is_dir() and any(p.name.endswith(".stem.mp4") for p in folder.iterdir()):
+                return "stem.mp4"
+    return "wav" if wav else "stem.mp4"
 
 
 def musdb_validation_tracks() -> tuple[str, ...]:
@@ -105,8 +128,8 @@ def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None
     Raises:
         DatasetError naming the directory or file when the layout is broken.
     """
-    wav = is_wav_layout(source)
     root = Path(root)
+    wav = dataset_layout(source, root) == "wav"
     if not root.is_dir():
         raise DatasetError(
             f"{root}: dataset directory does not exist; set data.root to a local "
@@ -132,46 +155,298 @@ def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None
     )
 
 
-def decode_track(source: str, root: Path, subset: str, track: str, out_dir: Path, sample_rate: int = SAMPLE_RATE) -> dict:
-    """Decode one track through `musdb` into the cache: out_dir/{mixture,drums,bass,other,vocals}.npy.
+#: Tracks whose mixture is known not to be the sum of their stems in the official release, with the
+#: reason; decoding warns about them instead of refusing. Source: the errata table on
+#: https://sigsep.github.io/datasets/musdb.html (sigsep/website content/datasets/musdb.md).
+MIXTURE_ERRATA: dict[str, str] = {
+    "PR - Oh No": "sum of sources does not add up to the mix for the left channel (MUSDB18 errata)",
+}
+#: Mixture-check policies: refuse the track, log a warning, or skip the check.
+MIXTURE_CHECKS: tuple[str, ...] = ("refuse", "warn", "off")
+#: One least significant bit of 16-bit PCM, the resolution of MUSDB18(-HQ) files.
+LSB16: float = 1.0 / 32768.0
 
-    Each array is float32 (channels, samples). Returns the track's metadata, also written to
-    out_dir/meta.json. Refuses non-finite samples, stems of different lengths and wrong sample rates,
-    naming the file.
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How strictly decode_track checks a track. The defaults are the documented tolerances.
+
+    Mixture check ("the mixture is the sum of the stems"), done at the file's own sample rate:
+
+    * lossless files (wav): the largest |mixture - sum(stems)| over samples where the mixture is
+      not at 16-bit full scale (clipped samples cannot equal the sum) must be at most
+      `lossless_tolerance`. Default 8 LSB of 16-bit PCM (2.4e-4, -72 dBFS): rounding 4 stems and
+      the mixture to 16 bit separately errs by at most 2.5 LSB, dither by a few more; anything
+      wrong (a missing, swapped or mis-scaled stem) is orders of magnitude larger.
+    * lossy files (AAC .stem.mp4): each stream is encoded separately, so the residual is the sum
+      of five codecs' noise. The mixture-to-residual energy ratio must be at least
+      `lossy_min_snr_db`. Default 10 dB. Measured on 20 synthetic tracks written by
+      synthetic.write_dataset(format="stem.mp4") (ffmpeg's native AAC encoder, 256 kb/s per
+      stream, 1 s tracks, seed 11): 17.3 to 24.5 dB (median 21.3 dB; max |error| up to 0.86, so
+      a max-abs criterion cannot work for AAC). Leaving one stem out of the sum gives 6.9 dB
+      (median) and at most 12.9 dB: 10 dB keeps a 7 dB margin below the codec's noise and
+      catches a wrong track, a wrong stream order or a missing loud stem; it does not catch
+      every missing quiet stem, which the lossless check does for wav copies.
+
+    Tracks in `errata` (default: MIXTURE_ERRATA, the official errata) get a warning instead.
+    Silent stems are always allowed.
     """
-    import musdb
 
-    root = Path(root)
-    db = musdb.DB(root=str(root), is_wav=is_wav_layout(source), subsets=subset)
-    matches = [t for t in db.tracks if t.name == track]
-    if not matches:
-        raise DatasetError(f"track {track!r} not found in {root / subset}")
-    mus_track = matches[0]
-    location = Path(mus_track.path) if not is_wav_layout(source) else Path(mus_track.path).parent
-    if mus_track.rate != sample_rate:
-        raise DatasetError(f"{location}: sample rate {mus_track.rate} Hz, expected {sample_rate} Hz")
-    arrays = {"mixture": mus_track.audio}
-    for stem in TARGETS:
-        if stem not in mus_track.sources:
-            raise DatasetError(f"{location}: missing stem {stem!r}")
-        arrays[stem] = mus_track.sources[stem].audio
+    mixture_check: str = "refuse"
+    lossless_tolerance: float = 8 * LSB16
+    lossy_min_snr_db: float = 10.0
+    #: Largest length difference, in samples, between the streams of one .stem.mp4 (trimmed to
+    #: the shortest): one AAC frame, the codec's granularity. Wav stems must match exactly.
+    lossy_length_tolerance: int = 1024
+    errata: tuple[str, ...] = tuple(MIXTURE_ERRATA)
+
+    def __post_init__(self) -> None:
+        if self.mixture_check not in MIXTURE_CHECKS:
+            raise ValueError(f"mixture_check must be one of {MIXTURE_CHECKS}, got {self.mixture_check!r}")
+        if not self.lossless_tolerance >= 0 or self.lossy_length_tolerance < 0:
+            raise ValueError("tolerances must be >= 0")
+
+
+def track_location(layout: str, root: Path, subset: str, track: str) -> Path:
+    """The track's directory (wav layout) or .stem.mp4 file."""
+    folder = Path(root) / subset
+    return folder / track if layout == "wav" else folder / f"{track}.stem.mp4"
+
+
+def read_track(layout: str, root: Path, subset: str, track: str, options: DecodeOptions | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
+    """Read one track at its native sample rate.
+
+    Returns (stems, sample_rate, origin): stem -> float32 array (samples, channels) for
+    STEMS, and stem -> the file (and stream) it came from, for messages.
+    Raises DatasetError naming the file for missing, unreadable or truncated files, sample-rate
+    or length mismatches between stems.
+    """
+    options = options or DecodeOptions()
+    location = track_location(layout, root, subset, track)
+    if not location.exists():
+        raise DatasetError(f"track {track!r} not found in {Path(root) / subset} (looked for {location})")
+    if layout == "wav":
+        return _read_wav_track(location)
+    return _read_stem_mp4(location, options.lossy_length_tolerance)
+
+
+def _read_wav_track(track_dir: Path) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
+    arrays, rates, origin = {}, {}, {}
+    for stem in STEMS:
+        path = track_dir / f"{stem}.wav"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing stem file; every track needs {', '.join(s + '.wav' for s in STEMS)}")
+        try:
+            check_complete(path)
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+        except ProbeError as err:
+            raise DatasetError(str(err)) from None
+        except (RuntimeError, soundfile.LibsndfileError) as err:
+            raise DatasetError(f"{path}: unreadable wav: {err}") from None
+        arrays[stem], rates[stem], origin[stem] = audio, int(rate), str(path)
+    reference = rates["mixture"]
+    for stem, rate in rates.items():
+        if rate != reference:
+            raise DatasetError(f"{origin[stem]}: sample rate {rate} Hz, but mixture.wav has {reference} Hz; stems of a track must share one rate")
+    n = arrays["mixture"].shape[0]
+    for stem, audio in arrays.items():
+        # MUSDB18-HQ stems are cut from one session: equal lengths are exact, any difference is damage.
+        if audio.shape[0] != n:
+            raise DatasetError(f"{origin[stem]}: {audio.shape[0]} samples, but mixture.wav has {n}; stems of a track must have equal lengths")
+    return arrays, reference, origin
+
+
+def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
+    try:
+        streams = probe_streams(path)
+    except ProbeError as err:
+        raise DatasetError(str(err)) from None
+    if len(streams) < len(STEMS):
+        raise DatasetError(f"{path}: {len(streams)} audio streams, expected {len(STEMS)} (mixture, drums, bass, other, vocals)")
+    rate = streams[0].sample_rate
+    arrays, origin = {}, {}
+    # musdb's stem order: stream k of the file is STEMS[k] (mixture, drums, bass, other, vocals).
+    for k, stem in enumerate(STEMS):
+        where = f"{path} (stream {k}, {stem})"
+        if streams[k].sample_rate != rate:
+            raise DatasetError(f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz")
+        audio = _ffmpeg_decode(path, k, streams[k].channels, where)
+        # ffmpeg can stop early on a damaged stream without failing: compare with the header.
+        if audio.shape[0] + length_tolerance < streams[k].samples:
+            raise DatasetError(
+                f"{where}: truncated or damaged: decoded {audio.shape[0]} samples, the header declares {streams[k].samples}"
+            )
+        arrays[stem], origin[stem] = audio, where
     lengths = {stem: a.shape[0] for stem, a in arrays.items()}
-    if len(set(lengths.values())) != 1:
-        raise DatasetError(f"{location}: stems have different lengths {lengths}")
+    shortest = min(lengths.values())
+    if max(lengths.values()) - shortest > length_tolerance:
+        raise DatasetError(f"{path}: streams have different lengths {lengths} (tolerance {length_tolerance} samples)")
+    if max(lengths.values()) != shortest:
+        log.info("%s: trimming streams to %d samples (lengths %s within one AAC frame)", path, shortest, lengths)
+        arrays = {stem: a[:shortest] for stem, a in arrays.items()}
+    return arrays, rate, origin
+
+
+def _ffmpeg_decode(path: Path, stream: int, channels: int, where: str) -> np.ndarray:
+    """Decode one audio stream to float32 (samples, channels) as musdb/stempeg do (s16le / 32768)."""
+    if shutil.which("ffmpeg") is None:
+        raise DatasetError(f"{where}: ffmpeg not found on PATH; install ffmpeg to decode .stem.mp4 files")
+    result = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"],
+        capture_output=True,
+    )
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise DatasetError(f"{where}: unreadable (ffmpeg exit {result.returncode}: {message})")
+    if channels < 1 or len(result.stdout) % (2 * channels):
+        raise DatasetError(f"{where}: ffmpeg returned {len(result.stdout)} bytes, not whole {channels}-channel frames")
+    pcm = np.frombuffer(result.stdout, dtype="<i2").reshape(-1, channels)
+    return pcm.astype(np.float32) / np.float32(32768.0)
+
+
+def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dict[str, float]:
+    """How far the mixture is from the sum of the stems.
+
+    Args:
+        arrays: STEMS -> (samples, channels) arrays of equal shape.
+    Returns:
+        {"max_abs_error": largest |mixture - sum| over samples where the mixture is below
+        16-bit full scale, "snr_db": 10 log10(energy(mixture) / energy(mixture - sum))}
+        (inf for an exact sum; -inf for a silent mixture with non-silent stems).
+    Works in float64 blocks of `block` samples so memory stays proportional to the block.
+    """
+    n = arrays["mixture"].shape[0]
+    max_abs, signal, residual = 0.0, 0.0, 0.0
+    for start in range(0, n, block):
+        mixture = np.asarray(arrays["mixture"][start : start + block], dtype=np.float64)
+        total = sum(np.asarray(arrays[t][start : start + block], dtype=np.float64) for t in TARGETS)
+        error = mixture - total
+        signal += float(np.sum(mixture**2))
+        residual += float(np.sum(error**2))
+        unclipped = np.abs(mixture) < 1.0 - LSB16  # a clipped mixture sample cannot equal the sum
+        if unclipped.any():
+            max_abs = max(max_abs, float(np.max(np.abs(error[unclipped]))))
+    if residual == 0.0:
+        snr = math.inf
+    elif signal == 0.0:
+        snr = -math.inf
+    else:
+        snr = 10.0 * math.log10(signal / residual)
+    return {"max_abs_error": max_abs, "snr_db": snr}
+
+
+def _check_mixture(track: str, location: Path, arrays: dict[str, np.ndarray], lossless: bool, options: DecodeOptions) -> dict:
+    if options.mixture_check == "off":
+        return {"checked": False}
+    metrics = mixture_residual(arrays)
+    if lossless:
+        ok = metrics["max_abs_error"] <= options.lossless_tolerance
+        detail = (
+            f"max |mixture - sum of stems| = {metrics['max_abs_error']:.3g} > tolerance {options.lossless_tolerance:.3g} "
+            f"({options.lossless_tolerance / LSB16:g} LSB of 16-bit PCM)"
+        )
+    else:
+        ok = metrics["snr_db"] >= options.lossy_min_snr_db
+        detail = (
+            f"mixture-to-residual ratio {metrics['snr_db']:.1f} dB < {options.lossy_min_snr_db:g} dB "
+            f"(the AAC codec's own noise measures 17-25 dB)"
+        )
+    if not ok:
+        message = f"{location}: the mixture is not the sum of the stems: {detail}"
+        if track in options.errata:
+            log.warning("%s; known erratum of the official release (%s), kept", message, MIXTURE_ERRATA.get(track, "listed in errata"))
+        elif options.mixture_check == "warn":
+            log.warning("%s; kept because the mixture check is set to 'warn'", message)
+        else:
+            raise DatasetError(
+                f"{message}. A stem is missing, swapped or damaged; restore the track from the original archive "
+                f"(or, for a copy known to differ, decode with the mixture check set to 'warn')"
+            )
+    return {"checked": True, "passed": bool(ok), "lossless": lossless, **{k: _json_float(v) for k, v in metrics.items()}}
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def decode_track(
+    source: str,
+    root: Path,
+    subset: str,
+    track: str,
+    out_dir: Path,
+    sample_rate: int = SAMPLE_RATE,
+    options: DecodeOptions | None = None,
+) -> dict:
+    """Decode one track into the cache: out_dir/{mixture,drums,bass,other,vocals}.npy.
+
+    Each array is float32 (channels=2, samples) at `sample_rate`. Returns the track's metadata,
+    also written to out_dir/meta.json.
+
+    * other sample rates are resampled with torchaudio.functional.resample (logged);
+    * mono files are duplicated to stereo (warning); more than 2 channels are refused;
+    * refused, naming the file: missing, unreadable or truncated files, NaN/Inf samples, stems of
+      different lengths or rates, and a mixture that is not the sum of the stems beyond the
+      codec's tolerance (see DecodeOptions). Silent stems are fine.
+
+    Every .npy is written atomically, so the cache never holds a half-written array; meta.json
+    is written last, so its presence means the track is complete.
+    """
+    options = options or DecodeOptions()
+    root = Path(root)
+    layout = dataset_layout(source, root)
+    location = track_location(layout, root, subset, track)
+    arrays, native_rate, origin = read_track(layout, root, subset, track, options)
+
+    mono = []
+    for stem, audio in arrays.items():
+        if not np.isfinite(audio).all():
+            bad = int(np.count_nonzero(~np.isfinite(audio)))
+            raise DatasetError(f"{origin[stem]}: {bad} NaN or Inf samples; the file is damaged, restore it")
+        if audio.shape[1] == 1:
+            mono.append(stem)
+            arrays[stem] = np.repeat(audio, 2, axis=1)
+        elif audio.shape[1] != 2:
+            raise DatasetError(f"{origin[stem]}: {audio.shape[1]} channels; MUSDB18 stems are stereo (mono is duplicated)")
+    if mono:
+        log.warning("%s: mono %s duplicated to stereo", location, ", ".join(mono))
+
+    mixture_check = _check_mixture(track, location, arrays, layout == "wav", options)
+
+    if native_rate != sample_rate:
+        log.info("%s: resampling %d Hz -> %d Hz (torchaudio.functional.resample)", location, native_rate, sample_rate)
+        arrays = {stem: _resample(audio, native_rate, sample_rate) for stem, audio in arrays.items()}
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stem, audio in arrays.items():
-        audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T)  # (channels, samples)
-        if audio.shape[0] != 2:
-            raise DatasetError(f"{location}: stem {stem!r} has {audio.shape[0]} channels, expected 2 (stereo)")
-        if not np.isfinite(audio).all():
-            raise DatasetError(f"{location}: stem {stem!r} contains NaN or Inf samples")
+    for stem in STEMS:
+        audio = np.ascontiguousarray(np.asarray(arrays[stem], dtype=np.float32).T)  # (channels, samples)
         with atomic_path(out_dir / f"{stem}.npy") as temporary, open(temporary, "wb") as f:
             np.save(f, audio)
-    meta = {"track": track, "subset": subset, "source": source, "sample_rate": sample_rate, "samples": lengths["mixture"]}
+    samples = int(arrays["mixture"].shape[0])
+    meta = {
+        "track": track,
+        "subset": subset,
+        "source": source,
+        "sample_rate": sample_rate,
+        "samples": samples,
+        "native_sample_rate": native_rate,
+        "mono_stems": mono,
+        "mixture_check": mixture_check,
+    }
     atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2))
-    log.info("decoded %s (%s, %.1f s)", track, subset, lengths["mixture"] / sample_rate)
+    log.info("decoded %s (%s, %.1f s)", track, subset, samples / sample_rate)
     return meta
+
+
+def _resample(audio: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """(samples, channels) float32 at `orig` Hz -> (samples', channels) at `new` Hz."""
+    import torch
+    import torchaudio.functional
+
+    with torch.no_grad():
+        out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio.T)), orig, new)
+    return out.numpy().T
 
 
 def load_decoded(track_dir: Path, stems: Sequence[str] = STEMS, mmap: bool = True) -> dict[str, np.ndarray]:
