@@ -31,6 +31,6 @@ rule all:
         expand(rules.make_table.output, metric=METRICS),
         expand(rules.plot_scores.output, metric=METRICS),
         rules.plot_learning_curves.output,
-        rules.make_listening_page.output if EXCERPT_TRACKS else [],
+        rules.make_listening_page.output if config["report"]["excerpt_tracks"] else [],
         rules.record_provenance.output,
     default_target: True

@@ -31,11 +31,19 @@ def test_stage_wall_times_sum_per_rule(tmp_path):
 def test_write_run_provenance(tmp_path):
     _bench(tmp_path / "bench/decode_track/x.tsv", 1.25, 50.0)
     config = {"seeds": [1, 2], "models": {"m<1>": {}}}
-    record = write_run_provenance(tmp_path / "p.json", tmp_path / "p.html", config, {"fingerprint": "abc"}, tmp_path / "bench")
+    from demixbench.synthetic import SyntheticSpec, write_dataset
+    from demixbench.verify import VerifySpec, verify_dataset
+
+    spec = SyntheticSpec(n_train=2, n_test=1, duration=0.5, seed=3)
+    write_dataset(spec, tmp_path / "data")
+    report = verify_dataset(tmp_path / "data", VerifySpec.for_synthetic(spec), progress=False)
+    report.write(tmp_path / "report.json")
+    record = write_run_provenance(tmp_path / "p.json", tmp_path / "p.html", config, tmp_path / "report.json", tmp_path / "bench")
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["config_hash"] == config_hash(config) == record["config_hash"]
     assert saved["stages"]["decode_track"]["wall_s"] == pytest.approx(1.25)
-    assert saved["dataset_fingerprint"] == {"fingerprint": "abc"}
+    assert saved["dataset_fingerprint"]["fingerprint"] == report.fingerprint
+    assert saved["dataset_fingerprint"]["counts"] == {"train": 2, "test": 1}
     assert {"git", "packages", "python", "host", "cuda", "gpu"} <= set(saved)
     page = (tmp_path / "p.html").read_text()
-    assert "abc" in page and "decode_track" in page and "m&lt;1&gt;" in page and "<script" not in page
+    assert report.fingerprint in page and "decode_track" in page and "m&lt;1&gt;" in page and "<script" not in page

@@ -4,6 +4,7 @@ tiny config (slow), including what a rerun does after edits."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -162,6 +163,40 @@ def test_malformed_dataset_and_missing_stem_stop_before_any_job(tmp_path, small_
     result = snakemake(tmp_path, config, "--cores", "1")
     assert result.returncode != 0 and f"{stem}: missing stem file" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+
+@pytest.mark.slow
+def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, small_dataset):
+    """data.origin = a MUSDB18-HQ-layout zip: the dry run can only show the acquisition (the track
+    names are in the archive); the run extracts, verifies and locks it, then decodes every track."""
+    import zipfile
+
+    archive = tmp_path / "musdb18hq.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(small_dataset.rglob("*.wav")):
+            zf.write(path, Path("musdb18hq") / path.relative_to(small_dataset))
+    config = load_demo()
+    validation = sorted(os.listdir(small_dataset / "train"))[-1]
+    # A made-up archive: its own checksum stands in for the published one of musdb18hq.zip.
+    checksum = {"sha256": hashlib.sha256(archive.read_bytes()).hexdigest(), "size": archive.stat().st_size}
+    config["data"].update(
+        source="musdb18hq", root=str(tmp_path / "MUSDB18-HQ"), origin=str(archive), counts={"train": 3, "test": 2}, checksum=checksum,
+        validation_tracks=[validation], lock_file=str(tmp_path / "datasets.lock.json"),
+    )
+    dry = snakemake(tmp_path, config, "-n")
+    assert dry.returncode == 0, dry.stderr
+    assert "prepare_dataset" in job_counts(dry.stdout) and "decode_track" not in job_counts(dry.stdout)
+    result = snakemake(tmp_path, config, "--cores", "2", "results/stats/input_stats.npz", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the statistics need the training tracks only (validation held out)
+    assert sorted(os.listdir(tmp_path / "results/decoded")) == sorted(set(os.listdir(small_dataset / "train")) - {validation})
+    report = json.loads((tmp_path / "results/datasets/report.json").read_text())
+    lock = json.loads((tmp_path / "datasets.lock.json").read_text())
+    assert lock["sources"]["musdb18hq"]["dataset"]["fingerprint"] == report["fingerprint"]
+    # Once in place, the tracks are listed when the DAG is built: a full dry run lists every job.
+    counts = job_counts(snakemake(tmp_path, config, "-n").stdout)
+    assert counts["train_model"] == 8 and "prepare_dataset" not in counts
 
 
 # ---- the whole pipeline ----------------------------------------------------------------------

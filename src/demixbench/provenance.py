@@ -101,15 +101,18 @@ def write_run_provenance(
     out_json: Path,
     out_html: Path,
     config: Mapping[str, Any],
-    dataset_fingerprint: Mapping[str, Any] | None = None,
+    dataset_report: Path | None = None,
     benchmarks_dir: Path | None = None,
 ) -> dict:
-    """Record a whole run: :func:`provenance` plus the config hash, the dataset fingerprint and the
-    wall time of every stage; written as JSON and as an HTML page for the report."""
+    """Record a whole run: :func:`provenance` plus the config hash, the dataset's fingerprint (from
+    the report of demixbench.verify) and the wall time of every stage; written as JSON and as an
+    HTML page for the report."""
+    from demixbench.verify import DatasetReport, read_report
+
     record = {
         **provenance(),
         "config_hash": config_hash(config),
-        "dataset_fingerprint": dict(dataset_fingerprint) if dataset_fingerprint else None,
+        "dataset_fingerprint": DatasetReport(**read_report(dataset_report)).summary() if dataset_report else None,
         "stages": stage_wall_times(benchmarks_dir) if benchmarks_dir is not None else {},
         "config": config,
     }

@@ -67,40 +67,67 @@ for _name in set(MODELS) & set(ORACLES):
 
 # ---- the dataset -----------------------------------------------------------------------------
 
+#: The dataset report of prepare_dataset or verify_dataset (counts, files, fingerprint).
+DATASET_REPORT = "results/datasets/report.json"
+#: True when the pipeline puts the dataset at data.root itself (generated, downloaded, extracted
+#: or copied) instead of verifying a local copy in place.
+ACQUIRE = DATA["source"] in ("synthetic", "musdb18-7s") or bool(DATA["origin"] or DATA["url_env"])
 
-def dataset_splits() -> Splits:
-    """Track names per split, known when the DAG is built (synthetic names are deterministic;
-    a local MUSDB18 copy is listed, without reading audio)."""
-    if DATA["source"] == "synthetic":
-        n_valid = DATA["synthetic"]["n_validation"]
-        names = track_names(SyntheticSpec(**SYNTHETIC, sample_rate=DATA["sample_rate"]))
-        if n_valid >= len(names["train"]):
-            raise WorkflowError(
-                f"config key data.synthetic.n_validation: {n_valid} must be smaller than data.synthetic.n_train: "
-                f"{len(names['train'])} (some train tracks must remain for training)"
-            )
-        validation = DATA["validation_tracks"] or names["train"][-n_valid:]
-        unknown = sorted(set(validation) - set(names["train"]))
-        if unknown:
-            raise WorkflowError(f"config key data.validation_tracks: {unknown} are not synthetic train tracks")
-        return Splits(
-            train=tuple(t for t in names["train"] if t not in validation),
-            valid=tuple(validation),
-            test=tuple(names["test"]),
+
+def _synthetic_splits() -> Splits:
+    """Synthetic track names are deterministic: known before the data exist."""
+    n_valid = DATA["synthetic"]["n_validation"]
+    names = track_names(SyntheticSpec(**SYNTHETIC, sample_rate=DATA["sample_rate"]))
+    if n_valid >= len(names["train"]):
+        raise WorkflowError(
+            f"config key data.synthetic.n_validation: {n_valid} must be smaller than data.synthetic.n_train: "
+            f"{len(names['train'])} (some train tracks must remain for training)"
         )
+    validation = DATA["validation_tracks"] or names["train"][-n_valid:]
+    unknown = sorted(set(validation) - set(names["train"]))
+    if unknown:
+        raise WorkflowError(f"config key data.validation_tracks: {unknown} are not synthetic train tracks")
+    return Splits(
+        train=tuple(t for t in names["train"] if t not in validation),
+        valid=tuple(validation),
+        test=tuple(names["test"]),
+    )
+
+
+def _listed_splits() -> Splits:
+    """Track names of the dataset at data.root, listed without reading audio."""
     try:
-        return list_tracks(DATA["source"], Path(DATA["root"]), DATA["validation_tracks"])
+        listed = list_tracks(DATA["source"], Path(DATA["root"]), DATA["validation_tracks"])
     except DatasetError as err:
         raise WorkflowError(f"data.root: {err}") from None
+    if not listed.valid:
+        raise WorkflowError(
+            f"data.validation_tracks: no validation tracks in {DATA['root']}; list some train tracks there "
+            "(musdb's official validation tracks are missing from this copy)"
+        )
+    return listed
 
 
-SPLITS = dataset_splits()
-TRAIN_TRACKS, VALID_TRACKS, TEST_TRACKS = SPLITS.train, SPLITS.valid, SPLITS.test
-if not VALID_TRACKS:
-    raise WorkflowError(
-        f"data.validation_tracks: no validation tracks in {DATA['root']}; list some train tracks there "
-        "(musdb's official validation tracks are missing from this copy)"
-    )
+_SPLITS = []
+
+
+def splits() -> Splits:
+    """Track names per split. Known when the DAG is built for synthetic data and for a dataset
+    already at data.root (so a missing or malformed copy stops the run before any job); for a
+    dataset still to be downloaded or extracted, known once the prepare_dataset checkpoint ran."""
+    if not _SPLITS:
+        if DATA["source"] == "synthetic":
+            _SPLITS.append(_synthetic_splits())
+        else:
+            if ACQUIRE and not Path(DATASET_REPORT).is_file():
+                checkpoints.prepare_dataset.get()  # until it has run: Snakemake re-evaluates later
+            _SPLITS.append(_listed_splits())
+    return _SPLITS[0]
+
+
+if DATA["source"] == "synthetic" or not ACQUIRE or Path(DATASET_REPORT).is_file():
+    splits()  # fail early, before any job, on a bad dataset or split
+
 
 for _row in config["table"]["imported"]:
     if _row["name"] in MODELS + ORACLES:
@@ -113,8 +140,11 @@ for _row in config["table"]["imported"]:
 
 #: Metrics with a table (lower case in paths); the first is the headline table.
 METRICS = [metric.lower() for metric in config["table"]["metrics"]]
-#: Test tracks whose excerpts go on the listening page of the report.
-EXCERPT_TRACKS = list(TEST_TRACKS[: config["report"]["excerpt_tracks"]])
+
+
+def excerpt_tracks():
+    """Test tracks whose excerpts go on the listening page of the report."""
+    return list(splits().test[: config["report"]["excerpt_tracks"]])
 
 wildcard_constraints:
     metric="sdr|isr|sir|sar",
@@ -146,14 +176,15 @@ def decoded(tracks, stem="mixture"):
 
 
 def dataset_inputs(wildcards):
-    """What decoding one track reads: the generated dataset, or the track's files in a local copy."""
+    """What decoding one track reads: the data rule's report and the track's own files (so that
+    replacing a file of a local copy re-decodes that track)."""
     root = Path(DATA["root"])
     if DATA["source"] == "synthetic":
-        return [str(root)]
-    subset = SPLITS.subset_of(wildcards.track)
-    if DATA["source"] == "musdb18":
-        return [str(root / subset / f"{wildcards.track}.stem.mp4")]
-    return [str(root / subset / wildcards.track / f"{stem}.wav") for stem in STEMS]
+        return [DATASET_REPORT]
+    subset = splits().subset_of(wildcards.track)
+    if DATA["source"] in ("musdb18", "musdb18-7s"):
+        return [DATASET_REPORT, str(root / subset / f"{wildcards.track}.stem.mp4")]
+    return [DATASET_REPORT, *(str(root / subset / wildcards.track / f"{stem}.wav") for stem in STEMS)]
 
 
 def model_params(wildcards):
@@ -172,7 +203,7 @@ def all_scores(wildcards=None):
         f"results/scores/{method}/{run}/{track}.json.gz"
         for method in MODELS + ORACLES
         for run in runs(method)
-        for track in TEST_TRACKS
+        for track in splits().test
     ]
 
 

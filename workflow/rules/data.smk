@@ -1,17 +1,24 @@
-"""Data stage: the dataset, decoded once into a per-track cache, and the input statistics."""
+"""Data stage: the dataset acquired and verified once, decoded once into a per-track cache, and the
+input statistics."""
 
 
-if DATA["source"] == "synthetic":
+if ACQUIRE:
 
-    rule prepare_dataset:
-        """Generate the synthetic MUSDB18 (MUSDB18-HQ layout) at data.root."""
+    checkpoint prepare_dataset:
+        """Generate (synthetic), download or extract (musdb18-7s, data.origin, data.url_env) the
+        dataset into data.root, verified against checksums and the lock file before it is moved
+        into place."""
         output:
-            directory(DATA["root"]),
+            root=directory(DATA["root"]),
+            report=DATASET_REPORT,
+        input:
+            code=code("acquire.py", "verify.py", "probe.py", "synthetic.py"),
         params:
+            data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             synthetic=SYNTHETIC,
             sample_rate=DATA["sample_rate"],
-        input:
-            code=code("synthetic.py"),
+            # synthetic data have no official split: the validation tracks are checked as given
+            validation=list(splits().valid) if DATA["source"] == "synthetic" else DATA["validation_tracks"],
         log:
             "logs/prepare_dataset.log",
         conda:
@@ -19,20 +26,40 @@ if DATA["source"] == "synthetic":
         script:
             "../scripts/prepare_dataset.py"
 
+else:
+
+    rule verify_dataset:
+        """Verify a local copy at data.root in place (tracks, stems, lengths, sample rates) and
+        fingerprint it; the fingerprint is checked against (or recorded in) the lock file."""
+        output:
+            report=DATASET_REPORT,
+        input:
+            code=code("acquire.py", "verify.py", "probe.py"),
+        params:
+            data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
+            validation=DATA["validation_tracks"],
+        log:
+            "logs/verify_dataset.log",
+        conda:
+            "../../envs/demixbench.yaml"
+        script:
+            "../scripts/verify_dataset.py"
+
 
 rule decode_track:
-    """Decode one track through musdb into float32 (channels, samples) arrays, one per stem."""
+    """Decode one track into float32 (channels, samples) arrays, one per stem, after checking it."""
     input:
         dataset=dataset_inputs,
-        code=code("data.py"),
+        code=code("data.py", "probe.py"),
     output:
         stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
         meta="results/decoded/{track}/meta.json",
     params:
         source=DATA["source"],
         root=DATA["root"],
-        subset=lambda wildcards: SPLITS.subset_of(wildcards.track),
+        subset=lambda wildcards: splits().subset_of(wildcards.track),
         sample_rate=DATA["sample_rate"],
+        mixture_check=DATA["mixture_check"],
     log:
         "logs/decode_track/{track}.log",
     benchmark:
@@ -46,7 +73,7 @@ rule decode_track:
 rule compute_input_stats:
     """Per-bin mean/std of the training mixtures' STFT magnitude (validation and test excluded)."""
     input:
-        mixtures=decoded(TRAIN_TRACKS),
+        mixtures=lambda wildcards: decoded(splits().train),
         code=code("stats.py", "audio.py"),
     output:
         "results/stats/input_stats.npz",

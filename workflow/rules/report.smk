@@ -59,18 +59,18 @@ rule plot_learning_curves:
 rule make_listening_page:
     """Short excerpts of a few test tracks: mixture, references and every method's estimates."""
     input:
-        stems=expand("results/decoded/{track}/{stem}.npy", track=EXCERPT_TRACKS, stem=STEMS),
-        estimates=expand(
+        stems=lambda wildcards: expand("results/decoded/{track}/{stem}.npy", track=excerpt_tracks(), stem=STEMS),
+        estimates=lambda wildcards: expand(
             "results/separated/{source}/{track}/{target}.wav",
             source=[f"{method}/{runs(method)[0]}" for method in MODELS + ORACLES],
-            track=EXCERPT_TRACKS,
+            track=excerpt_tracks(),
             target=TARGETS,
         ),
         code=code("excerpts.py"),
     output:
         report("results/report/listening.html", caption="../report/listening.rst", category="Listening"),
     params:
-        tracks={track: f"results/decoded/{track}" for track in EXCERPT_TRACKS},
+        tracks=lambda wildcards: {track: f"results/decoded/{track}" for track in excerpt_tracks()},
         methods=[{"name": method, "estimates_root": f"results/separated/{method}/{runs(method)[0]}"} for method in MODELS + ORACLES],
         seconds=config["report"]["excerpt_seconds"],
         sample_rate=DATA["sample_rate"],
@@ -86,6 +86,7 @@ rule record_provenance:
     """Git commit, config hash, dataset fingerprint, packages, machine and wall time per stage."""
     input:
         tables=expand("results/tables/{metric}.json", metric=METRICS),
+        dataset=DATASET_REPORT,
         code=code("provenance.py"),
     output:
         json="results/provenance.json",

@@ -4,8 +4,8 @@
 rule train_model:
     """Train one model for one seed; keep the best-on-validation weights."""
     input:
-        train=decoded(TRAIN_TRACKS),
-        valid=decoded(VALID_TRACKS),
+        train=lambda wildcards: decoded(splits().train),
+        valid=lambda wildcards: decoded(splits().valid),
         stats=rules.compute_input_stats.output[0],
         code=code("train.py", "distributed.py", "train_main.py", "checkpoint.py", "devices.py", *MODEL_CODE),
     output:

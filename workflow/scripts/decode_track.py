@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from demixbench.data import decode_track
+from demixbench.data import DecodeOptions, decode_track
 from demixbench.logs import setup_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
@@ -15,4 +15,5 @@ decode_track(
     track=snakemake.wildcards.track,
     out_dir=Path(snakemake.output.meta).parent,
     sample_rate=snakemake.params.sample_rate,
+    options=DecodeOptions(mixture_check=snakemake.params.mixture_check),
 )

@@ -12,5 +12,6 @@ write_run_provenance(
     out_json=Path(snakemake.output.json),
     out_html=Path(snakemake.output.html),
     config=snakemake.params.config,
+    dataset_report=Path(snakemake.input.dataset),
     benchmarks_dir=Path(snakemake.params.benchmarks),
 )
