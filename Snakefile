@@ -20,6 +20,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     make_table,
+    tables,
     plot_scores,
     plot_learning_curves,
     make_listening_page,
