@@ -115,12 +115,12 @@ _SPLITS = []
 def _reported_splits() -> Splits:
     """The split recorded in the dataset report: what a reviewer who pulled the scores (and the
     report) but not the audio builds the tables from."""
-    report = read_report(Path(DATASET_REPORT))
-    valid = tuple(DATA["validation_tracks"] or report["validation"])
+    recorded = read_report(Path(DATASET_REPORT))
+    valid = tuple(DATA["validation_tracks"] or recorded["validation"])
     return Splits(
-        train=tuple(t for t in report["subsets"]["train"] if t not in valid),
+        train=tuple(t for t in recorded["subsets"]["train"] if t not in valid),
         valid=valid,
-        test=tuple(report["subsets"]["test"]),
+        test=tuple(recorded["subsets"]["test"]),
     )
 
 
