@@ -1,33 +1,102 @@
 """Exact, fast re-implementation of museval's BSS Eval v4 (``museval.evaluate(mode="v4")``).
 
-museval v4 computes, once per track, time-invariant 512-tap distortion filters by least squares
-(the projection of every estimate channel on all delayed reference channels, and on the delayed
-channels of its own reference only), and then, per frame, the energies of the frame-truncated
-references passed through those filters. This module computes the same quantities with the same
-float64 semantics (eps, NaN rule for silent frames, +inf for zero denominators, padding and
-truncation of the estimates, trailing partial frame used for the filters but not scored); only
-the order of the floating-point operations differs:
+What museval computes
+---------------------
+With J sources of C channels, the M = J*C reference channels x_p (p = j*C + c), the estimate
+channels y_q, L = 512 filter taps and frames of `win` samples every `hop` samples, museval v4
 
-1. Lag statistics (reference/reference and reference/estimate correlations at lags |tau| < 512)
-   are accumulated exactly over blocks of the signal: per block, real FFTs of all channels and a
-   per-bin batched product of the spectra; the products straddling a block boundary are added
-   with small FFTs of the 2 x 511 samples around each boundary. This replaces museval's ~140
-   full-length complex FFTs.
-2. The block-Toeplitz Gram matrix G (sources*channels*512 square) is built once and factorised
-   once (Cholesky, falling back to LU and then to lstsq as museval does); all estimates share it.
-   The per-source diagonal blocks are factorised in one batched call.
-3. Per frame, the projections are computed in the frequency domain (filter spectra times
-   frame spectra, with an FFT length covering the full linear convolution, i.e. the 511-sample
-   tail museval keeps) and their energies come out by Parseval, without inverse FFTs.
+* computes, once per track, time-invariant distortion filters by least squares: the projection
+  of every estimate channel on all M delayed reference channels (delays 0..L-1), and on the C
+  delayed channels of its own reference only. The normal equations have the Gram matrix
+  G[(p, l), (q, m)] = r_pq(l - m), r_pq(tau) = sum_n x_p(n) x_q(n + tau), (M*L)^2 = 4096^2 for
+  MUSDB18, plus museval's regulariser eps*I (eps = 2.2e-16), and right-hand sides
+  D[(p, l), q] = sum_n x_p(n) y_q(n + l). museval solves them with LU (np.linalg.solve), once
+  per estimate, and falls back to lstsq on LinAlgError;
+* per frame and source j, passes the frame-truncated references through those filters
+  (output W + L - 1 samples long: the frame plus a 511-sample tail), giving P_all (all sources)
+  and P_own (own source), and reports SDR = |s|^2 / |s_hat - s|^2, ISR = |s|^2 / |P_own - s|^2,
+  SIR = |P_own|^2 / |P_all - P_own|^2, SAR = |P_all|^2 / |s_hat - P_all|^2 in dB (sums over
+  both channels; a zero denominator gives +inf). A frame in which any reference or any estimate
+  is silent (channel sum 0 at every sample) is NaN for all sources. The trailing partial frame
+  enters the filters but is not scored. Estimates are zero-padded or cut to the references'
+  length.
 
-Memory is bounded by a few hundred MB of working space on top of the inputs, whatever the track
-length (the spectra are processed in chunks of blocks / frames and never all stored).
+How it is computed here
+-----------------------
+The same quantities in float64 with the same eps, NaN/inf rules, framing and padding; only the
+order of the floating-point operations differs.
 
-Known difference: when an estimate equals its reference exactly in a frame, the SDR here is
-+inf, whereas museval returns a large finite value set by rounding noise of its decomposition.
-On ill-conditioned inputs (nearly-mono stems, band-limited references) museval's own ISR/SIR/SAR
-depend on rounding (BLAS thread count); there this module agrees with museval only up to museval's
-own run-to-run spread. SDR does not depend on the filters and agrees to ~1e-13 dB everywhere.
+1. Lag statistics, pass 1 over the signal. The whole-signal correlations are additive over any
+   partition of the time axis, so the signal is cut into blocks of B = 44489 samples. Per block,
+   the 2M channels are zero-padded to NF = B + L - 1 = 45000 points (so circular correlation
+   equals linear correlation for |tau| < L) and transformed by real FFTs. The cross spectra
+   sum_blocks conj(X_p(f)) X_q(f), p a reference, q any channel, are accumulated by one small
+   real GEMM per frequency bin over a chunk of blocks (re/im-interleaved spectra, so no
+   conjugated copy is made); one inverse FFT per channel pair at the end gives the lags. The
+   products that straddle a block boundary involve only the L - 1 samples on each side and are
+   added with 1536-point FFTs. This is exact and replaces museval's ~140 FFTs of 2^24 points.
+2. Filters. G is symmetric block-Toeplitz (M x M blocks R(k), R(-k) = R(k)^T), so all M
+   right-hand sides are solved at once by the block Levinson (Whittle/Wiggins-Robinson)
+   recursion in O(L^2 M^3) instead of a dense O((ML)^3) factorisation; the J own-source
+   systems (C x C blocks) run as one batched recursion. Block Levinson is only weakly stable
+   (its residual grows like cond(G) * eps, and the metrics depend on the fitted values, i.e. on
+   the residual), so it is followed by iterative refinement with residuals computed by FFT
+   until the relative residual is at the level of a backward-stable solve. Where that does not
+   happen within a few steps, or the innovation matrices of the recursion show a near-singular
+   G (they are Schur complements, so their smallest eigenvalue bounds cond(G) from below), the
+   dense solve museval uses (LU of G + eps*I, lstsq if singular) takes over: on such inputs the
+   filters are partly decided by rounding, and museval's own algorithm stays closest to museval
+   (within museval's 1-vs-2-BLAS-thread spread on a nearly singular G, where the recursion
+   breaks down or is off by dB).
+3. Frame energies, pass 2 over the frames. Per frame, the 2M channels are zero-padded to
+   NF' >= W + L - 1 points and transformed again (pass-1 spectra are not kept, see memory
+   below). Because NF' covers the whole linear convolution, S(f) H(f) is exactly the spectrum
+   of museval's frame-truncated projection, tail included; the filter spectra H_all and H_own
+   map the M reference spectra to P_all and P_own with two small complex GEMMs per bin over a
+   chunk of frames. Per tile of bins, the planes [S, S_hat, P_all, P_own] are laid out
+   contiguously, so e_artif = S_hat - P_all, e_interf = P_all - P_own and e_spat = P_own - S
+   are flat subtractions. The five energies then come out by Parseval (weights 1/NF' at DC and
+   Nyquist, 2/NF' elsewhere); |s|^2 and |s_hat - s|^2 are summed in the time domain, as museval
+   does.
+4. SDR needs no filters (e_spat + e_interf + e_artif = s_hat - s): `sdr_only=True` skips steps
+   1-3 and makes a single pass over the input.
+
+Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, bins for the GEMMs);
+in pass 2 each thread takes whole chunks of frames from the time domain to the energies.
+numpy, scipy and torch release the GIL there. The FFTs are torch's (MKL on x86): into the
+strided per-bin layout they are about 1.5x faster than numpy's pocketfft, and torch's own
+intra-op threads are set to 1 for the call, as this module's threads already use the cores.
+The per-bin GEMMs are far below OpenBLAS's threading threshold, so BLAS runs single-threaded
+inside the workers (the per-tile energy sums are einsums, not BLAS gemv, which would start BLAS
+threads); the dense fallback solve runs in the calling thread with all BLAS threads. FFT inputs
+are padded in place in reused buffers, and both passes share one scratch for their spectra:
+fresh memory is expensive to first-touch.
+
+Memory is bounded by the chunks, independently of the track length: with 1-s frames at 44.1 kHz
+and 4 stereo sources, 92 MB of pass-1 chunk spectra, or 92 MB per thread in pass 2 (at most
+184 MB in all: with more than two threads each takes fewer frames), a 92 MB pass-1 accumulator,
+46 MB of filter spectra and about 10 MB per thread, so about 0.4 GB on top of the inputs, for a
+30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and its LU copy on the dense
+fallback). The inputs are read in place; estimates shorter than the references are zero-padded
+virtually, not copied. Keeping all pass-1 spectra for pass 2 would save one FFT per channel and
+frame but needs 5.8 MB per second of audio (1.4 GB for 4 minutes); on the machine this was
+developed on, first-touching that much fresh memory took 0.1-6 s.
+
+Accuracy and known differences
+------------------------------
+SDR agrees with museval to ~1e-13 dB (it does not depend on the filters). ISR/SIR/SAR agree to
+< 1e-6 dB on well-conditioned inputs. On ill-conditioned inputs (a nearly-mono stem, references
+band-limited like MUSDB18's AAC stems) museval's own ISR/SIR/SAR change with rounding (e.g. with
+the BLAS thread count); there this module agrees with museval up to museval's own run-to-run
+spread.
+
+When an estimate equals its reference exactly in a frame, museval's SDR denominator is the
+rounding residue of its decomposition e_spat + e_interf + e_artif: exactly 0 (SDR +inf) when
+the filters are identities to within rounding (estimate identical throughout), a
+rounding-determined value around 300-400 dB otherwise. In such frames the full computation
+evaluates museval's residue expression, in museval's operation order, on its own time-domain
+projections, which reproduces museval's inf/finite outcome but not its finite value.
+`sdr_only=True` has no projections and returns +inf there.
 """
 
 from __future__ import annotations
@@ -35,10 +104,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import scipy.fft
-import scipy.linalg
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -46,153 +118,384 @@ log = logging.getLogger(__name__)
 FILTERS_LEN = 512
 #: museval's regulariser added to the Gram matrix diagonal (absolute).
 EPS = np.finfo(float).eps
-#: Block length (samples) for the lag statistics; any value >= FILTERS_LEN - 1 gives the same result.
-STATS_BLOCK = 32768
-#: Target number of complex values (bins x frames) per chunk of the frame loop (memory bound).
-CHUNK_BINS = 200_000
+#: FFT length of the pass-1 blocks (block = STATS_NFFT - FILTERS_LEN + 1 samples); any block
+#: length >= FILTERS_LEN - 1 gives the same statistics, 45000 = 2^3 3^2 5^4 is a fast FFT size.
+STATS_NFFT = 45000
+#: Blocks of a pass-1 chunk and frames of a thread's pass-2 chunk: they set the memory bound
+#: (a chunk takes CHUNK_FRAMES * 2M * (NF/2 + 1) complex values; pass 2 holds at most two) and
+#: the size of the per-bin GEMMs.
+CHUNK_FRAMES = 16
+#: Bins per tile of the per-bin GEMMs and energy sums: keeps the temporaries in L2 cache.
+BIN_TILE = 128
+#: Above this lower bound on cond(G + eps*I), the dense LU solve replaces block Levinson outright.
+COND_LIMIT = 1e10
+#: Relative residual |b - G x| / |b| that block Levinson plus refinement must reach (a dense
+#: backward-stable solve reaches 1e-15 to 1e-13 on these systems), else the dense solve is used.
+REFINE_TOL = 1e-10
+#: Iterative refinement steps after block Levinson, at most (each costs one more recursion, about
+#: 1/20 of the dense solve); refinement also stops when a step gains less than a factor 10.
+REFINE_STEPS = 6
+#: Samples per block in the whole-signal silence check (museval's validation).
+_SILENCE_BLOCK = 1 << 16
 
 
-def _workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+def _default_workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 8))
 
 
-def pad_or_truncate(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """As museval.pad_or_truncate: estimates (sources, samples', channels) are zero-padded at the
-    end or cut to the references' number of samples. Returns (references, estimates)."""
-    n_ref, n_est = references.shape[1], estimates.shape[1]
-    if n_est > n_ref:
-        estimates = estimates[:, :n_ref]
-    elif n_est < n_ref:
-        estimates = np.pad(estimates, [(0, 0), (0, n_ref - n_est), (0, 0)], mode="constant")
-    return references, estimates
-
-
-def _any_source_silent(sources: np.ndarray) -> bool:
-    """museval's silence test: a source (first axis) whose channel sum is 0 at every sample.
-    sources: (sources, samples, channels), in the caller's dtype (as museval)."""
-    return bool(np.any(np.all(np.sum(sources, axis=2) == 0, axis=1)))
-
-
-def _validate(references: np.ndarray, estimates: np.ndarray) -> None:
-    if references.shape != estimates.shape:
-        raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in shape")
-    if references.ndim != 3:
-        raise ValueError(f"expected (sources, samples, channels) arrays, got {references.ndim} dimensions")
-    if references.size == 0:
-        raise ValueError("empty references / estimates")
-    if _any_source_silent(references):
-        raise ValueError("All the reference sources should be non-silent (not all-zeros)")
-    if _any_source_silent(estimates):
-        raise ValueError("All the estimated sources should be non-silent (not all-zeros)")
-
-
-def frames(n_samples: int, win: int, hop: int) -> list[tuple[int, int]]:
+def frames(n_samples: int, win: float, hop: float) -> list[tuple[int, int]]:
     """museval's Framing: [(start, stop)] of the scored frames; the trailing partial frame is
     dropped, and a window >= the signal gives one frame over the whole signal."""
-    if win < n_samples:
-        n_win = int(np.floor((n_samples - win + hop) / hop))
-    else:
-        n_win = 1
-    out = []
-    for t in range(n_win):
-        start = int(np.floor(t * hop))
-        stop = int(np.floor(min(t * hop + win, n_samples)))
-        out.append((start, stop))
-    return out
+    n_win = int(np.floor((n_samples - win + hop) / hop)) if win < n_samples else 1
+    return [(int(np.floor(t * hop)), int(np.floor(min(t * hop + win, n_samples)))) for t in range(n_win)]
 
 
-def _fill(buf: np.ndarray, k: int, references: np.ndarray, estimates: np.ndarray, start: int, stop: int) -> None:
-    """Copy references[:, start:stop] and estimates[:, start:stop] (sources, samples, channels)
-    into buf[k, :M, :] and buf[k, M:, :] (channel-major, (j, c) -> j * C + c), zero elsewhere."""
-    n_src, _, n_chan = references.shape
-    m = n_src * n_chan
-    stop = min(stop, references.shape[1])
-    n = max(0, stop - start)
-    buf[k, :, n:] = 0.0
-    if n:
-        buf[k, :m, :n] = references[:, start:stop, :].transpose(0, 2, 1).reshape(m, n)
-        buf[k, m:, :n] = estimates[:, start:stop, :].transpose(0, 2, 1).reshape(m, n)
+def _silent_sources(x: np.ndarray) -> np.ndarray:
+    """museval's silence test per source: channel sum == 0 at every sample, evaluated in the
+    caller's dtype. x: (sources, samples, channels) -> (sources,) bool."""
+    return np.all(np.sum(x, axis=2) == 0, axis=1)
 
 
-def lag_statistics(references: np.ndarray, estimates: np.ndarray, filters_len: int = FILTERS_LEN, block: int = STATS_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """Exact lagged correlations of the whole signals (zero outside [0, samples)).
+class _Signals:
+    """References and estimates as museval sees them after ``pad_or_truncate``, read in place.
 
-    references, estimates: (J, N, C). With x_p the M = J*C reference channels (p = j*C + c) and
-    y_q the M estimate channels, returns
-      rr: (M, M, 2L-1), rr[p, q, L-1+tau] = sum_n x_p(n) x_q(n+tau), |tau| < L;
-      re: (M, M, L),    re[p, q, tau]     = sum_n x_p(n) y_q(n+tau), 0 <= tau < L.
+    references: (J, N, C); estimates: (J, N', C), cut to N samples or zero-padded virtually.
     """
-    n_src, n_samples, n_chan = references.shape
-    m = n_src * n_chan
-    L = filters_len
-    workers = _workers()
-    block = max(block, L - 1)
-    block = min(block, n_samples)
-    nf = scipy.fft.next_fast_len(block + L - 1, real=True)
+
+    def __init__(self, references: np.ndarray, estimates: np.ndarray):
+        references = np.asarray(references)
+        estimates = np.asarray(estimates)
+        if references.ndim == 2:
+            references = references[:, :, None]
+        if estimates.ndim == 2:
+            estimates = estimates[:, :, None]
+        if references.ndim != 3 or estimates.ndim != 3:
+            raise ValueError(f"expected (sources, samples, channels) arrays, got {references.ndim} and {estimates.ndim} dimensions")
+        if references.shape[0] != estimates.shape[0] or references.shape[2] != estimates.shape[2]:
+            raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in sources or channels")
+        if references.size == 0 or estimates.size == 0:
+            raise ValueError("empty references / estimates")
+        self.refs = references
+        self.ests = estimates[:, : references.shape[1]]
+        self.n_src, self.n_samples, self.n_chan = references.shape
+        self.n_est = self.ests.shape[1]  # estimate samples beyond this are zeros
+        self.m = self.n_src * self.n_chan
+        # For floats and at most 2 channels, "channel sum == 0" in the caller's dtype is exactly
+        # "x0 == -x1", so the test can run on the float64 copies made for the FFTs.
+        self.silence_from_copy = self.n_chan <= 2 and all(np.issubdtype(x.dtype, np.floating) for x in (references, estimates))
+
+    def validate(self) -> None:
+        """museval's validation: no source may be silent over the whole signal. Scans blocks and
+        stops at the first non-silent one, so it costs nothing on ordinary inputs."""
+        for what, x, n in (("reference", self.refs, self.n_samples), ("estimated", self.ests, self.n_est)):
+            pending = np.ones(self.n_src, dtype=bool)
+            for start in range(0, n, _SILENCE_BLOCK):
+                pending &= _silent_sources(x[:, start : start + _SILENCE_BLOCK])
+                if not pending.any():
+                    break
+            if pending.any():
+                raise ValueError(f"All the {what} sources should be non-silent (not all-zeros)")
+
+    def fill(self, out: np.ndarray, start: int, stop: int) -> int:
+        """Write samples [start, stop) as float64 into out (2, M, NF): out[0, p] reference channel
+        p = j*C + c, out[1, p] the estimate's, zeros after the signal. Returns the length."""
+        n = max(0, min(stop, self.n_samples) - start)
+        n_est = max(0, min(stop, self.n_est) - start)
+        out[0, :, :n].reshape(self.n_src, self.n_chan, n)[...] = self.refs[:, start : start + n].transpose(0, 2, 1)
+        out[1, :, :n_est].reshape(self.n_src, self.n_chan, n_est)[...] = self.ests[:, start : start + n_est].transpose(0, 2, 1)
+        out[0, :, n:] = 0.0
+        out[1, :, n_est:] = 0.0
+        return n
+
+    def silent(self, start: int, stop: int, filled: np.ndarray) -> bool:
+        """museval's frame test: any reference or estimate source silent in [start, stop).
+        filled: (2, M, NF) as written by fill(start, stop)."""
+        n = stop - start
+        if not self.silence_from_copy:
+            stop_est = min(stop, self.n_est)
+            return bool(_silent_sources(self.refs[:, start:stop]).any()) or stop_est <= start or bool(_silent_sources(self.ests[:, start:stop_est]).any())
+        for x in filled[:, :, :n].reshape(2, self.n_src, self.n_chan, n):
+            # almost always decided by the first samples: a non-zero channel sum in every source
+            for head in (min(n, 256), n):
+                total = x[:, 0, :head] if self.n_chan == 1 else x[:, 0, :head] + x[:, 1, :head]
+                if total.any(axis=1).all():
+                    break
+            else:
+                return True
+        return False
+
+
+def _rfft(x: np.ndarray, out: np.ndarray) -> None:
+    """Real FFT along the last axis of float64 `x` into complex128 `out` (often a strided view).
+    torch's CPU FFT (MKL where available) writes strided outputs at full speed; numpy's
+    pocketfft is about 1.5x slower into a strided `out`."""
+    torch.fft.rfft(torch.from_numpy(x), dim=-1, out=torch.from_numpy(out))
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """torch's intra-op threads set to n for the block (this module's own threads do the
+    parallel work; torch's pool on top of them would oversubscribe the cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _parallel(pool: ThreadPoolExecutor | None, fn: Callable, items: Iterable) -> list:
+    return list(pool.map(fn, items)) if pool is not None else [fn(item) for item in items]
+
+
+def _split(n: int, parts: int, step: int = 1) -> list[range]:
+    """[0, n) in up to `parts` contiguous ranges of whole multiples of `step` (the last may be short)."""
+    bounds = [min(n, -(-n * i // parts // step) * step) for i in range(parts + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+class _Arena:
+    """Bump allocator over one flat buffer that consecutive steps of a call carve their large
+    arrays from (fresh memory is slow to first-touch: 0.1-6 s per GB on the development
+    machine). reset() when the previous step's arrays are dead; falls back to fresh arrays when
+    the buffer is exhausted (or absent)."""
+
+    def __init__(self, n_complex: int = 0):
+        self.buffer = np.empty(n_complex, dtype=complex)
+        self.used = 0
+
+    def reset(self) -> _Arena:
+        self.used = 0
+        return self
+
+    def take(self, shape: tuple[int, ...], dtype: type = complex) -> np.ndarray:
+        count = int(np.prod(shape))
+        n = -(-count * np.dtype(dtype).itemsize // 16)
+        if self.used + n > self.buffer.size:
+            return np.empty(shape, dtype=dtype)
+        view = self.buffer[self.used : self.used + n].view(dtype)[:count].reshape(shape)
+        self.used += n
+        return view
+
+
+def _circular_to_lags(circ: np.ndarray, lags: int) -> np.ndarray:
+    """(..., nf) circular correlations (lag tau at index tau mod nf) -> (..., 2 lags - 1), lags
+    -lags+1 .. lags-1."""
+    return np.concatenate([circ[..., circ.shape[-1] - lags + 1 :], circ[..., :lags]], axis=-1)
+
+
+def _products_to_lags(acc: np.ndarray, nf: int, lags: int, arenas: tuple[_Arena, _Arena], pool: ThreadPoolExecutor | None, n_workers: int) -> np.ndarray:
+    """Pass-1 accumulator -> whole-signal correlations within blocks.
+
+    acc: (F, 2M, 4M) sums over blocks of products of real/imaginary parts, acc[f, 2p + a, 2q + b]
+    = sum of part a of X_p(f) times part b of X_q(f) (a, b: 0 real, 1 imaginary; they come from
+    real GEMMs on re/im-interleaved spectra, which need no conjugated copy), p the M references,
+    q all 2M channels. Returns (M, 2M, 2 lags - 1), [p, q, lags - 1 + tau] = the sum over blocks
+    of sum_n x_p(n) x_q(n + tau) (exact: nf covers the linear lags). The cross spectra are built
+    in arenas[0], their inverse FFTs go to arenas[1] over the consumed accumulator.
+    """
+    n_bins, m, m2 = acc.shape[0], acc.shape[1] // 2, acc.shape[2] // 2
+    parts = acc.transpose(1, 2, 0)
+    cross = arenas[0].reset().take((m, m2, n_bins))  # sum of conj(X_p) X_q
+    rows = _split(m, n_workers)
+
+    def combine(r: range) -> None:
+        re_re, im_im = parts[2 * r.start : 2 * r.stop : 2, 0::2], parts[2 * r.start + 1 : 2 * r.stop : 2, 1::2]
+        re_im, im_re = parts[2 * r.start : 2 * r.stop : 2, 1::2], parts[2 * r.start + 1 : 2 * r.stop : 2, 0::2]
+        np.add(re_re, im_im, out=cross.real[r.start : r.stop])
+        np.subtract(re_im, im_re, out=cross.imag[r.start : r.stop])
+
+    _parallel(pool, combine, rows)
+    circ = arenas[1].reset().take((m, m2, nf), float)
+    _parallel(pool, lambda r: np.fft.irfft(cross[r.start : r.stop], n=nf, axis=-1, out=circ[r.start : r.stop]), rows)
+    return _circular_to_lags(circ, lags)
+
+
+def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int = 32) -> np.ndarray:
+    """The part of the whole-signal correlations that pass-1 blocks miss: products
+    x_p(n) x_q(n + tau) with n and n + tau on the two sides of a block boundary.
+
+    Only the lags - 1 samples on each side matter. Per boundary, the tail u (before) and head v
+    (after) are laid out at [0, lags - 1) and [lags - 1, 2 lags - 2) of a 1536-point frame, so
+    corr(u, v) + corr(v, u) at |tau| < lags is exactly the cross-boundary sum. Returns
+    (M, 2M, 2 lags - 1) as _products_to_lags.
+    """
+    m = sig.m
+    half = lags - 1
+    nf = scipy.fft.next_fast_len(3 * half + 1, real=True)  # no circular aliasing for |tau| < lags
+    n_bins = nf // 2 + 1
+    cross = np.zeros((n_bins, m, 2 * m), dtype=complex)
+    seg = np.zeros((2, 2, m, nf))  # [tail | head], [references | estimates]
+    buffer = np.empty((2, n_bins, min(batch, len(bounds)), 2 * m), dtype=complex)  # reused: see _Arena
+    for first in range(0, len(bounds), batch):
+        these = bounds[first : first + batch]
+        spec = buffer[:, :, : len(these)]
+        for k, pos in enumerate(these):
+            sig.fill(seg[0], pos - half, pos)
+            sig.fill(seg[1, :, :, half:], pos, pos + half)
+            seg[1, :, :, :half] = 0.0
+            _rfft(seg.reshape(2, 2 * m, nf), spec[:, :, k].transpose(0, 2, 1))
+        u, v = spec
+        cross += np.matmul(u[:, :, :m].conj().transpose(0, 2, 1), v)
+        cross += np.matmul(v[:, :, :m].conj().transpose(0, 2, 1), u)
+    return _circular_to_lags(np.fft.irfft(cross, n=nf, axis=0).transpose(1, 2, 0), lags)
+
+
+def _stats_layout(n_samples: int, filters_len: int) -> tuple[int, int, int]:
+    """Pass-1 blocks: (block length, FFT length, blocks per chunk)."""
+    block = max(1, min(n_samples, STATS_NFFT - filters_len + 1))
+    nf = scipy.fft.next_fast_len(block + filters_len - 1, real=True)
+    return block, nf, min(CHUNK_FRAMES, -(-n_samples // block))
+
+
+def lag_statistics(
+    sig: _Signals,
+    filters_len: int = FILTERS_LEN,
+    arenas: tuple[_Arena, _Arena] | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    n_workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact lagged correlations of the whole signals (zero outside [0, samples)), pass 1.
+
+    arenas: optional scratch for the chunk of spectra and for the accumulator (see _Arena).
+    Returns rr: (M, M, 2L-1), rr[p, q, L-1+tau] = sum_n x_p(n) x_q(n+tau), |tau| < L, and
+    re: (M, M, L), re[p, q, tau] = sum_n x_p(n) y_q(n+tau), 0 <= tau < L (y: estimate channels).
+    """
+    chunk_arena, acc_arena = arenas or (_Arena(), _Arena())
+    m, n_samples, L = sig.m, sig.n_samples, filters_len
+    block, nf, k_max = _stats_layout(n_samples, L)
     n_bins = nf // 2 + 1
     starts = list(range(0, n_samples, block))
-    chunk = max(1, min(len(starts), CHUNK_BINS // n_bins))
-    acc = np.zeros((n_bins, m, 2 * m), dtype=np.complex128)
-    buf = np.empty((chunk, 2 * m, nf))
-    for first in range(0, len(starts), chunk):
-        these = starts[first : first + chunk]
-        for k, start in enumerate(these):
-            _fill(buf, k, references, estimates, start, start + block)
-        spec = scipy.fft.rfft(buf[: len(these)], axis=-1, workers=workers)  # (K, 2M, F)
-        spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, K, 2M)
-        acc += np.matmul(spec[:, :, :m].conj().transpose(0, 2, 1), spec)
-    del buf, spec
-    corr = scipy.fft.irfft(np.ascontiguousarray(acc.transpose(1, 2, 0)), n=nf, axis=-1, workers=workers)  # (M, 2M, nf)
-    del acc
-    rr = np.empty((m, m, 2 * L - 1))
-    rr[:, :, L - 1 :] = corr[:, :m, :L]
-    rr[:, :, : L - 1] = corr[:, :m, nf - L + 1 :]  # lags -(L-1) .. -1
-    re = corr[:, m:, :L].copy()
-    del corr
+    # chunk[k, f] = [X_0(f) .. X_{M-1}(f) | Y_0(f) .. Y_{M-1}(f)] for block k: per bin, the
+    # (blocks x channels) matrix is a strided BLAS operand
+    chunk = chunk_arena.reset().take((k_max, n_bins, 2 * m))
+    acc = acc_arena.reset().take((n_bins, 2 * m, 4 * m), float)
+    acc[...] = 0.0
+    bufs = [np.zeros((2, m, nf)) for _ in range(n_workers)]
+    tiles = _split(n_bins, n_workers, BIN_TILE)
+    scratch = [np.empty((BIN_TILE, 2 * m, 4 * m)) for _ in tiles]
 
-    # products straddling a block boundary: 2(L-1) samples around each boundary
-    bounds = starts[1:]
-    if bounds and L > 1:
-        nb = len(bounds)
-        nf2 = scipy.fft.next_fast_len(3 * L - 3, real=True)
-        seg = np.zeros((nb, 2, 2 * m, nf2))  # [:, 0] tail part (before boundary), [:, 1] head part
-        for b, pos in enumerate(bounds):
-            lo = pos - (L - 1)
-            _fill(seg[:, 0], b, references, estimates, lo, pos)
-            head = np.zeros((1, 2 * m, 2 * (L - 1)))
-            _fill(head, 0, references, estimates, pos, pos + L - 1)
-            seg[b, 1, :, L - 1 : 2 * (L - 1)] = head[0, :, : L - 1]
-            seg[b, 0, :, L - 1 :] = 0.0
-        spec = scipy.fft.rfft(seg, axis=-1, workers=workers)  # (nb, 2, 2M, F2)
-        spec = np.ascontiguousarray(spec.transpose(3, 1, 0, 2))  # (F2, 2, nb, 2M)
-        u, v = spec[:, 0], spec[:, 1]
-        cross = np.matmul(u[:, :, :m].conj().transpose(0, 2, 1), v) + np.matmul(v[:, :, :m].conj().transpose(0, 2, 1), u)
-        c2 = scipy.fft.irfft(np.ascontiguousarray(cross.transpose(1, 2, 0)), n=nf2, axis=-1)  # (M, 2M, nf2)
-        rr[:, :, L - 1 :] += c2[:, :m, :L]
-        rr[:, :, : L - 1] += c2[:, :m, nf2 - L + 1 :]
-        re += c2[:, m:, :L]
-    return rr, re
+    for first in range(0, len(starts), k_max):
+        these = starts[first : first + k_max]
+        k_n = len(these)
+
+        def spectra(worker: int) -> None:
+            for k in range(worker, k_n, n_workers):
+                sig.fill(bufs[worker], these[k], these[k] + block)
+                _rfft(bufs[worker].reshape(2 * m, nf), chunk[k].T)
+
+        xv = chunk[:k_n].view(float)  # (K, F, 4M), re/im interleaved
+
+        def products(tile: int) -> None:
+            bins = tiles[tile]
+            for f0 in range(bins.start, bins.stop, BIN_TILE):
+                f1 = min(f0 + BIN_TILE, bins.stop)
+                prod = scratch[tile][: f1 - f0]
+                np.matmul(xv[:, f0:f1, : 2 * m].transpose(1, 2, 0), xv[:, f0:f1].transpose(1, 0, 2), out=prod)
+                acc[f0:f1] += prod
+
+        _parallel(pool, spectra, range(n_workers))
+        _parallel(pool, products, range(len(tiles)))
+    del bufs, scratch, chunk
+    corr = _products_to_lags(acc, nf, L, (chunk_arena, acc_arena), pool, n_workers)
+    if len(starts) > 1 and L > 1:
+        bounds = starts[1:]
+        parts = [bounds[r.start : r.stop] for r in _split(len(bounds), n_workers)]
+        corr += np.sum(_parallel(pool, lambda part: _boundary_products(sig, part, L), parts), axis=0)
+    return corr[:, :m], corr[:, m:, L - 1 :].copy()
 
 
-def _solve_spd(a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
-    """Solve (a + EPS*I) x = b for a symmetric PSD `a`: Cholesky, else LU (as museval's
-    np.linalg.solve), else lstsq(a, b) as museval's fallback. a: (n, n), b: (n, k) -> (n, k)."""
-    n = a.shape[0]
-    reg = a.copy()
-    reg[np.diag_indices(n)] += EPS
+def _block_levinson(r: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve sum_m R[l - m] x[m] = b[l], l = 0..L-1, with R[-k] = R[k]^T (symmetric block
+    Toeplitz), for S independent systems at once (Whittle / Wiggins-Robinson recursion).
+
+    r: (S, L, M, M), the blocks R[0..L-1] (eps already on R[0]'s diagonal); b: (S, L, M, K).
+    Returns x (S, L, M, K) and, per system, max diag(R[0]) / lambda_min, a lower bound of the
+    condition number (inf if the recursion broke down).
+
+    Order n keeps the forward predictor U = [I, U_1..U_n] with T_{n+1} U = [P; 0..0] and the
+    backward predictor V = [V_0..V_{n-1}, I] with T_{n+1} V = [0..0; Q]. P_n and Q_n are Schur
+    complements of the matrix, so lambda_min(P_n), lambda_min(Q_n) >= lambda_min(T), and they
+    only decrease with n: the final ones give the bound. V is stored right-aligned in `back`
+    (position i of order n at index L-1-n+i), so every update is a contiguous slice and one GEMM.
+    """
+    n_sys, L, M, _ = r.shape
+    K = b.shape[-1]
+    # row [R_{L-1} .. R_1] as an (M, (L-1)M) matrix: [R_n .. R_1] is its last n*M columns
+    row = np.ascontiguousarray(r[:, :0:-1].transpose(0, 2, 1, 3)).reshape(n_sys, M, (L - 1) * M)
+    fwd = np.zeros((n_sys, L, M, M))
+    back = np.zeros((n_sys, L, M, M))
+    x = np.zeros((n_sys, L, M, K))
+    fwd[:, 0] = back[:, L - 1] = np.eye(M)
+    pq = np.stack([r[:, 0], r[:, 0]])  # [P_n, Q_n]
     try:
-        lower = np.linalg.cholesky(reg)
-        x = scipy.linalg.cho_solve((lower, True), b, check_finite=False)
-        if np.all(np.isfinite(x)):
-            return x
-        log.warning("%s: Cholesky solve not finite; falling back to LU", what)
-    except np.linalg.LinAlgError:
-        log.info("%s: Gram matrix not numerically positive definite; falling back to LU", what)
-    try:
-        return np.linalg.solve(reg, b)
-    except np.linalg.LinAlgError:
-        log.warning("%s: singular Gram matrix; falling back to lstsq as museval does", what)
-        return np.linalg.lstsq(a, b, rcond=None)[0]
+        for n in range(L):
+            inv = np.linalg.inv(pq)
+            # x of order n: [x; 0] + V Q^-1 (b_n - [R_n .. R_1] x), the last term T [x; 0]'s new row
+            resid = b[:, n] - row[:, :, (L - 1 - n) * M :] @ x[:, :n].reshape(n_sys, n * M, K) if n else b[:, 0]
+            x[:, : n + 1] += (back[:, L - 1 - n :].reshape(n_sys, (n + 1) * M, M) @ (inv[1] @ resid)).reshape(n_sys, n + 1, M, K)
+            if n == L - 1:
+                break
+            delta = row[:, :, (L - 2 - n) * M :] @ fwd[:, : n + 1].reshape(n_sys, (n + 1) * M, M)  # T [U; 0] = [P; 0..; delta]
+            k_fwd = inv[1] @ delta
+            k_back = inv[0] @ delta.transpose(0, 2, 1)  # T symmetric: T [0; V] = [delta^T; 0..; Q]
+            t_fwd = back[:, L - 1 - n :].reshape(n_sys, (n + 1) * M, M) @ k_fwd
+            t_back = fwd[:, : n + 1].reshape(n_sys, (n + 1) * M, M) @ k_back
+            fwd[:, 1 : n + 2] -= t_fwd.reshape(n_sys, n + 1, M, M)
+            back[:, L - 2 - n : L - 1] -= t_back.reshape(n_sys, n + 1, M, M)
+            pq[0] -= delta.transpose(0, 2, 1) @ k_fwd
+            pq[1] -= delta @ k_back
+            pq = 0.5 * (pq + pq.transpose(0, 1, 3, 2))
+        lam = np.min(np.linalg.eigvalsh(pq), axis=(0, 2))
+    except np.linalg.LinAlgError:  # an exactly singular innovation matrix in one of the systems
+        if n_sys == 1:
+            return x, np.full(1, np.inf)
+        parts = [_block_levinson(r[s : s + 1], b[s : s + 1]) for s in range(n_sys)]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([bound for _, bound in parts])
+    scale = np.max(np.diagonal(r[:, 0], axis1=1, axis2=2), axis=1)
+    ok = (lam > 0) & np.all(np.isfinite(x), axis=(1, 2, 3))
+    return x, np.where(ok, scale / np.where(ok, lam, 1.0), np.inf)
+
+
+def _fmt(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.1e}" for v in values) + "]"
+
+
+def _block_toeplitz_matvec(r: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y[l] = sum_m R[l - m] x[m] for the systems of _block_levinson, by FFT over the lags.
+    r: (S, L, M, M) blocks R[0..L-1], R[-k] = R[k]^T; x: (S, L, M, K) -> (S, L, M, K)."""
+    L = r.shape[1]
+    lags = np.concatenate([r[:, :0:-1].transpose(0, 1, 3, 2), r], axis=1)  # R[-(L-1)] .. R[L-1]
+    nf = scipy.fft.next_fast_len(3 * L - 2, real=True)  # linear convolution, no wrap-around
+    prod = np.fft.rfft(lags, n=nf, axis=1) @ np.fft.rfft(x, n=nf, axis=1)
+    return np.fft.irfft(prod, n=nf, axis=1)[:, L - 1 : 2 * L - 1]
+
+
+def _solve_block_toeplitz(r: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Solve the systems of _block_levinson with iterative refinement; returns (x, ok) with ok
+    (S,) False where the recursion cannot reach the accuracy of a dense solve.
+
+    Block Levinson is only weakly stable: its residual grows like cond * eps, and the metrics
+    depend on the fitted values (the residual), not on the taps themselves. Refinement steps
+    with the residual computed by FFT bring the relative residual below REFINE_TOL, the level of
+    a backward-stable dense solve (museval's LU), in one step for well-conditioned systems.
+    Systems with a condition bound above COND_LIMIT, or still above REFINE_TOL after
+    REFINE_STEPS, are left to the dense solve.
+    """
+    x, bound = _block_levinson(r, b)
+    scale = np.sqrt(np.sum(b**2, axis=(1, 2, 3)))
+    ok = bound <= COND_LIMIT
+    error = np.full(len(x), np.inf)
+    for step in range(REFINE_STEPS + 1):
+        resid = b - _block_toeplitz_matvec(r, x)
+        previous, error = error, np.sqrt(np.sum(resid**2, axis=(1, 2, 3))) / np.where(scale > 0, scale, 1.0)
+        log.debug("%s: block Levinson, cond >= %s, relative residual %s after %d refinement steps", what, _fmt(bound), _fmt(error), step)
+        pending = ok & (error > REFINE_TOL) & (error < 0.1 * previous)
+        if not pending.any() or step == REFINE_STEPS:
+            break
+        x = x + _block_levinson(r, resid)[0]
+    return x, ok & (error <= REFINE_TOL)
 
 
 def gram_matrix(rr: np.ndarray) -> np.ndarray:
@@ -202,14 +505,22 @@ def gram_matrix(rr: np.ndarray) -> np.ndarray:
     """
     m, _, n_lags = rr.shape
     L = (n_lags + 1) // 2
-    sym = 0.5 * (rr + rr.transpose(1, 0, 2)[:, :, ::-1])  # r_pq(tau) and r_qp(-tau) are the same number
     gram = np.empty((m * L, m * L))
     for p in range(m):
         for q in range(m):
-            # windows[i, k] = rev[i + k] with rev = sym[p, q, ::-1]; row l of the block is window L-1-l
-            windows = np.lib.stride_tricks.sliding_window_view(sym[p, q, ::-1], L)
+            # windows[i, k] = rev[i + k] with rev = rr[p, q, ::-1]; row l of the block is window L-1-l
+            windows = np.lib.stride_tricks.sliding_window_view(rr[p, q, ::-1], L)
             gram[p * L : (p + 1) * L, q * L : (q + 1) * L] = windows[::-1]
     return gram
+
+
+def _dense_solve(gram: np.ndarray, rhs: np.ndarray, what: str) -> np.ndarray:
+    """museval's solve: LU of (gram + eps*I), lstsq(gram, rhs) if singular. (n, n), (n, k) -> (n, k)."""
+    try:
+        return np.linalg.solve(gram + EPS * np.eye(gram.shape[0]), rhs)
+    except np.linalg.LinAlgError:
+        log.warning("%s: singular Gram matrix; falling back to lstsq as museval does", what)
+        return np.linalg.lstsq(gram, rhs, rcond=None)[0]
 
 
 def distortion_filters(rr: np.ndarray, re: np.ndarray, n_src: int, n_chan: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,18 +532,172 @@ def distortion_filters(rr: np.ndarray, re: np.ndarray, n_src: int, n_chan: int) 
     """
     m = n_src * n_chan
     L = re.shape[-1]
-    gram = gram_matrix(rr)
-    rhs = re.transpose(0, 2, 1).reshape(m * L, m)  # D[(p, l), (j, c)] = sum_n x_p(n - l) y_jc(n)
-    c_all = _solve_spd(gram, rhs, "all sources").reshape(m, L, m)
-    c_own = np.empty((n_src, n_chan, L, n_chan))
+    rr = 0.5 * (rr + rr.transpose(1, 0, 2)[:, :, ::-1])  # r_pq(tau) and r_qp(-tau) are the same number
+    blocks = rr[:, :, L - 1 :].transpose(2, 0, 1).copy()  # (L, M, M): R(k)[p, q] = r_pq(k)
+    blocks[0] += EPS * np.eye(m)
+    rhs = re.transpose(2, 0, 1)  # (L, M, M): b_l[p, q] = sum_n x_p(n) y_q(n + l)
+
+    x, ok = _solve_block_toeplitz(blocks[None], rhs[None], "all sources")
+    if ok[0]:
+        c_all = x[0].transpose(1, 0, 2)
+    else:
+        log.info("all sources: Gram matrix too ill-conditioned for block Levinson; dense LU solve as museval")
+        c_all = _dense_solve(gram_matrix(rr), re.transpose(0, 2, 1).reshape(m * L, m), "all sources").reshape(m, L, m)
     if n_src == 1:
-        c_own[0] = c_all.reshape(n_chan, L, n_chan)
-        return c_all, c_own
-    size = n_chan * L
-    for j in range(n_src):
-        sl = slice(j * size, (j + 1) * size)
-        c_own[j] = _solve_spd(gram[sl, sl], rhs[sl, j * n_chan : (j + 1) * n_chan], f"source {j}").reshape(n_chan, L, n_chan)
+        return c_all, c_all.reshape(1, n_chan, L, n_chan)
+
+    own = [slice(j * n_chan, (j + 1) * n_chan) for j in range(n_src)]
+    x, ok = _solve_block_toeplitz(np.stack([blocks[:, s, s] for s in own]), np.stack([rhs[:, s, s] for s in own]), "own sources")
+    c_own = x.transpose(0, 2, 1, 3).copy()
+    for j in np.flatnonzero(~ok):
+        log.info("source %d: Gram matrix too ill-conditioned for block Levinson; dense LU solve as museval", j)
+        s = own[j]
+        rhs_j = re[s, s].transpose(0, 2, 1).reshape(n_chan * L, n_chan)
+        c_own[j] = _dense_solve(gram_matrix(rr[s, s]), rhs_j, f"source {j}").reshape(n_chan, L, n_chan)
     return c_all, c_own
+
+
+def _filter_spectra(c_all: np.ndarray, c_own: np.ndarray, nf: int, arena: _Arena | None = None) -> np.ndarray:
+    """Per-bin maps from the M reference spectra to P_all and P_own: (F, 2, M, M) complex,
+    [f, 0, p, j*C + c] from reference channel p to estimate j channel c, [f, 1, p, j*C + c] the
+    same for the own-source filters (zero unless p is a channel of source j)."""
+    arena = arena or _Arena()
+    m, L, _ = c_all.shape
+    n_src, n_chan = c_own.shape[:2]
+    n_bins = nf // 2 + 1
+    filt = arena.take((n_bins, 2, m, m))
+    filt[...] = 0.0
+    spectrum = np.fft.rfft(c_all.transpose(0, 2, 1), n=nf, axis=-1, out=arena.take((m, m, n_bins)))
+    filt[:, 0] = spectrum.transpose(2, 0, 1)
+    own = np.fft.rfft(c_own.transpose(0, 1, 3, 2), n=nf, axis=-1, out=arena.take((n_src, n_chan, n_chan, n_bins)))
+    for j in range(n_src):
+        s = slice(j * n_chan, (j + 1) * n_chan)
+        filt[:, 1, s, s] = own[j].transpose(2, 0, 1)
+    return filt
+
+
+def _museval_residual(sig: _Signals, start: int, stop: int, j: int, spectrum: np.ndarray, filt: np.ndarray, nf: int) -> float:
+    """|e_spat + e_interf + e_artif|^2 of source j in one frame, in museval's operation order,
+    from this module's projections (used where s_hat == s exactly, where it is rounding residue).
+    spectrum: (F, M) the frame's reference spectra; filt: (F, 2, M, M) from _filter_spectra."""
+    m, c, L = sig.m, sig.n_chan, FILTERS_LEN
+    n = stop - start
+    spectra = np.einsum("fp,fkpo->fko", spectrum, filt[:, :, :, j * c : (j + 1) * c]).reshape(len(spectrum), 2 * c)
+    proj = np.fft.irfft(spectra, n=nf, axis=0)[: n + L - 1]
+    p_all, p_own = proj[:, :c], proj[:, c:]
+    s_true = np.zeros((n + L - 1, c))
+    s_true[:n] = sig.refs[j, start:stop]
+    e_spat = p_own - s_true
+    e_interf = p_all - s_true - e_spat
+    e_artif = -s_true - e_spat - e_interf
+    estimate = sig.ests[j, start:stop]  # shorter where the estimate is zero-padded
+    e_artif[: len(estimate)] += estimate
+    return float(np.sum((e_spat + e_interf + e_artif) ** 2))
+
+
+def _frame_energies(
+    sig: _Signals,
+    spans: list[tuple[int, int]],
+    filt: np.ndarray | None,
+    nf: int,
+    arena: _Arena | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    n_workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame energies, pass 2. Returns (energies (7, J, T), silent (T,) bool) with energies
+    |s|^2, |s_hat - s|^2, |P_all|^2, |P_own|^2, |P_own - s|^2, |P_all - P_own|^2, |s_hat - P_all|^2;
+    the last five are NaN when filt is None (SDR only, no FFTs). arena: optional scratch for the
+    chunks of spectra.
+
+    Frames are independent, so each worker takes whole chunks of frames (every n_workers-th
+    chunk) from the time domain to the energies: its spectra stay in its own core's caches and
+    no step waits for another worker's.
+    """
+    m, n_src, n_chan = sig.m, sig.n_src, sig.n_chan
+    n_frames = len(spans)
+    energies = np.full((7, n_src, n_frames), np.nan)
+    silent = np.zeros(n_frames, dtype=bool)
+    n_bins = nf // 2 + 1
+    k_max = _frames_per_chunk(n_frames, n_workers)
+    # chunks[w][k, f] = [S | S_hat] (M each) for frame k of worker w's chunk: one FFT call writes
+    # whole cache lines of each bin's row. Per bin tile, the scratch holds the planes
+    # [S, S_hat, P_all, P_own, e_artif, e_interf, e_spat], each (bins, frames, M) and
+    # contiguous, so the subtractions and the energy sums run over flat arrays.
+    if filt is not None:
+        chunks = (arena or _Arena()).reset().take((n_workers, k_max, n_bins, 2 * m))
+    # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
+    # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
+    single = [0, n_bins - 1] if nf % 2 == 0 else [0]
+    starts = list(range(0, n_frames, k_max))
+
+    def work(worker: int) -> None:
+        buf, diff = np.zeros((2, m, nf)), np.empty((m, nf))
+        if filt is not None:
+            chunk = chunks[worker]
+            scratch = np.empty(7 * BIN_TILE * k_max * m, dtype=complex)
+        for first in starts[worker::n_workers]:
+            these = range(first, min(first + k_max, n_frames))
+            k_n = len(these)
+            for k, t in enumerate(these):
+                start, stop = spans[t]
+                n = sig.fill(buf, start, stop)
+                silent[t] = sig.silent(start, stop, buf)
+                ref = buf[0, :, :n]
+                energies[0, :, t] = np.einsum("pn,pn->p", ref, ref).reshape(n_src, n_chan).sum(axis=1)
+                err = np.subtract(buf[1, :, :n], ref, out=diff[:, :n])
+                energies[1, :, t] = np.einsum("pn,pn->p", err, err).reshape(n_src, n_chan).sum(axis=1)
+                if filt is not None:
+                    _rfft(buf.reshape(2 * m, nf), chunk[k].T)
+            if filt is None:
+                continue
+            sums = np.zeros((5, k_n * m * 2))
+            for f0 in range(0, n_bins, BIN_TILE):
+                f1 = min(f0 + BIN_TILE, n_bins)
+                nb = f1 - f0
+                z = scratch[: 7 * nb * k_n * m].reshape(7, nb, k_n, m)
+                s, s_hat, p_all, p_own = z[:4]
+                np.copyto(z[:2], chunk[:k_n, f0:f1].reshape(k_n, nb, 2, m).transpose(2, 1, 0, 3))
+                np.matmul(s, filt[f0:f1, 0], out=p_all)
+                np.matmul(s, filt[f0:f1, 1], out=p_own)
+                np.subtract(s_hat, p_all, out=z[4])  # e_artif
+                np.subtract(p_all, p_own, out=z[5])  # e_interf
+                np.subtract(p_own, s, out=z[6])  # e_spat
+                zr = z[2:].view(float).reshape(5, nb, k_n * m * 2)
+                # sum over the tile's bins of |.|^2; einsum, not BLAS: gemv of this size would start BLAS threads
+                sums += np.einsum("abk,abk->ak", zr, zr)
+                for f in single:
+                    if f0 <= f < f1:
+                        sums -= 0.5 * zr[:, f - f0] ** 2
+            # ([P_all, P_own, e_artif, e_interf, e_spat], K, J, C, re/im) -> (5, J, K) in `energies` order
+            sums = (sums * (2.0 / nf)).reshape(5, k_n, n_src, n_chan, 2).sum(axis=(3, 4))[[0, 1, 4, 3, 2]]
+            energies[2:, :, first : first + k_n] = sums.transpose(0, 2, 1)
+            for k, t in enumerate(these):
+                for j in np.flatnonzero(energies[1, :, t] == 0):
+                    if not silent[t]:
+                        energies[1, j, t] = _museval_residual(sig, *spans[t], j, chunk[k, :, :m], filt, nf)
+
+    _parallel(pool, work, range(n_workers))
+    return energies, silent
+
+
+def _frames_per_chunk(n_frames: int, n_workers: int) -> int:
+    """Frames per worker's pass-2 chunk: CHUNK_FRAMES for one or two workers, fewer for more, so
+    that all hold at most 2 * CHUNK_FRAMES frames' spectra at once; fewer on a short track, so
+    that no worker is left idle."""
+    per_worker = max(1, min(CHUNK_FRAMES, 2 * CHUNK_FRAMES // n_workers))
+    return max(1, min(per_worker, -(-n_frames // n_workers)))
+
+
+def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Arena, _Arena]:
+    """The two scratch buffers of a full computation, sized for what the steps carve from them
+    in turn: [pass-1 chunk, then summed cross spectra; the workers' pass-2 chunks] and [pass-1
+    accumulator, then correlations; filter spectra (kept through pass 2)]. In complex elements."""
+    m, n_src, n_chan = sig.m, sig.n_src, sig.n_chan
+    _, nf_stats, k_stats = _stats_layout(sig.n_samples, FILTERS_LEN)
+    bins_stats, bins = nf_stats // 2 + 1, nf // 2 + 1
+    spectra = max(k_stats * bins_stats * 2 * m, m * 2 * m * bins_stats, n_workers * _frames_per_chunk(n_frames, n_workers) * bins * 2 * m)
+    accumulator = max(bins_stats * 4 * m * m, m * m * nf_stats, bins * (3 * m * m + n_src * n_chan * n_chan))
+    return _Arena(spectra), _Arena(accumulator)
 
 
 def _safe_db(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -242,87 +707,54 @@ def _safe_db(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den == 0, np.inf, out)
 
 
-def bss_eval_v4(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def bss_eval_v4(
+    references: np.ndarray,
+    estimates: np.ndarray,
+    win: int = 44100,
+    hop: int = 44100,
+    *,
+    sdr_only: bool = False,
+    workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """BSS Eval v4 images, as ``museval.evaluate(references, estimates, win, hop, mode="v4", padding=True)``.
 
     references: (sources, samples, channels); estimates: (sources, samples', channels), padded
-    with zeros or truncated to `samples`. Returns (sdr, isr, sir, sar), each (sources, frames)
-    float64, frames as museval's (the trailing partial frame is not scored); all four metrics of
-    all sources are NaN in a frame where any reference or estimate is silent.
+    with zeros or truncated to `samples` (2-D arrays are taken as one channel). Returns
+    (sdr, isr, sir, sar), each (sources, frames) float64, frames as museval's (the trailing
+    partial frame is not scored); all four metrics of all sources are NaN in a frame where any
+    reference or estimate is silent. With sdr_only=True the distortion filters are not computed
+    (SDR does not depend on them) and isr, sir, sar are None. workers: threads (default: the
+    available CPUs, at most 8).
     """
     t0 = time.perf_counter()
-    references = np.asarray(references)
-    estimates = np.asarray(estimates)
-    if references.ndim == 2:
-        references = references[:, :, None]
-    if estimates.ndim == 2:
-        estimates = estimates[:, :, None]
-    references, estimates = pad_or_truncate(references, estimates)
-    _validate(references, estimates)
-    n_src, n_samples, n_chan = references.shape
-    m = n_src * n_chan
-    L = FILTERS_LEN
-    workers = _workers()
-
-    rr, re = lag_statistics(references, estimates, L)
-    t1 = time.perf_counter()
-    c_all, c_own = distortion_filters(rr, re, n_src, n_chan)
-    t2 = time.perf_counter()
-
-    spans = frames(n_samples, win, hop)
-    n_frames = len(spans)
+    sig = _Signals(references, estimates)
+    sig.validate()
+    n_workers = workers or _default_workers()
+    spans = frames(sig.n_samples, win, hop)
     width = max(stop - start for start, stop in spans)
-    nf = scipy.fft.next_fast_len(width + L - 1, real=True)
-    n_bins = nf // 2 + 1
-    # filter spectra as one per-bin map from the M reference channels to [P_all | P_own] (2M)
-    taps = np.zeros((m, 2 * m, L))
-    taps[:, :m] = c_all.transpose(0, 2, 1)
-    for j in range(n_src):
-        rows = slice(j * n_chan, (j + 1) * n_chan)
-        taps[rows, m + j * n_chan : m + (j + 1) * n_chan] = c_own[j].transpose(0, 2, 1)
-    filt = np.ascontiguousarray(scipy.fft.rfft(taps, n=nf, axis=-1, workers=workers).transpose(2, 0, 1))  # (F, M, 2M)
-    del taps
-    # Parseval weights for a real signal of length nf from its rfft
-    weight = np.full(n_bins, 2.0 / nf)
-    weight[0] = 1.0 / nf
-    if nf % 2 == 0:
-        weight[-1] = 1.0 / nf
-
-    energies = np.full((7, n_src, n_frames), np.nan)  # s, s_hat - s, e_spat, P_own, e_interf, P_all, e_artif
-    silent = np.zeros(n_frames, dtype=bool)
-    chunk = max(1, min(n_frames, CHUNK_BINS // n_bins))
-    buf = np.empty((chunk, 2 * m, nf))
-    for first in range(0, n_frames, chunk):
-        these = list(range(first, min(first + chunk, n_frames)))
-        k_n = len(these)
-        for k, t in enumerate(these):
-            start, stop = spans[t]
-            silent[t] = _any_source_silent(references[:, start:stop]) or _any_source_silent(estimates[:, start:stop])
-            _fill(buf, k, references, estimates, start, stop)
-        x = buf[:k_n].reshape(k_n, 2, n_src, n_chan, nf)
-        energies[0, :, first : first + k_n] = np.sum(x[:, 0] ** 2, axis=(2, 3)).T
-        energies[1, :, first : first + k_n] = np.sum((x[:, 1] - x[:, 0]) ** 2, axis=(2, 3)).T
-        spec = scipy.fft.rfft(buf[:k_n], axis=-1, workers=workers)  # (K, 2M, F)
-        spec = np.ascontiguousarray(spec.transpose(2, 0, 1))  # (F, K, 2M)
-        proj = np.matmul(spec[:, :, :m], filt)  # (F, K, 2M): [P_all | P_own]
-        p_all, p_own = proj[:, :, :m], proj[:, :, m:]
-        parts = np.empty((5, n_bins, k_n, m))
-        for i, z in enumerate((p_own - spec[:, :, :m], p_own, p_all - p_own, p_all, spec[:, :, m:] - p_all)):
-            np.multiply(z.real, z.real, out=parts[i])
-            parts[i] += z.imag * z.imag
-        sums = weight @ parts.transpose(1, 0, 2, 3).reshape(n_bins, -1)  # (5 * K * M)
-        sums = sums.reshape(5, k_n, n_src, n_chan).sum(axis=-1)  # (5, K, J)
-        energies[2:, :, first : first + k_n] = sums.transpose(0, 2, 1)
-    del buf
-    s, err, spat, own, interf, full, artif = energies
+    nf = scipy.fft.next_fast_len(width + FILTERS_LEN - 1, real=True)
+    with ThreadPoolExecutor(n_workers) if n_workers > 1 else nullcontext() as pool, _torch_threads(1):
+        if sdr_only:
+            energies, silent = _frame_energies(sig, spans, None, nf, pool=pool, n_workers=n_workers)
+            t1 = t2 = time.perf_counter()
+        else:
+            arenas = _arenas(sig, len(spans), nf, n_workers)
+            rr, re = lag_statistics(sig, FILTERS_LEN, arenas, pool, n_workers)
+            t1 = time.perf_counter()
+            c_all, c_own = distortion_filters(rr, re, sig.n_src, sig.n_chan)
+            filt = _filter_spectra(c_all, c_own, nf, arenas[1].reset())
+            t2 = time.perf_counter()
+            energies, silent = _frame_energies(sig, spans, filt, nf, arenas[0], pool, n_workers)
+    s, err, full, own, spat, interf, artif = energies
     sdr = _safe_db(s, err)
-    isr = _safe_db(s, spat)
-    sir = _safe_db(own, interf)
-    sar = _safe_db(full, artif)
-    for metric in (sdr, isr, sir, sar):
-        metric[:, silent] = np.nan
+    sdr[:, silent] = np.nan
     log.debug(
-        "bss_eval_v4: %d sources x %d samples x %d channels, %d frames: statistics %.2fs, filters %.2fs, frames %.2fs",
-        n_src, n_samples, n_chan, n_frames, t1 - t0, t2 - t1, time.perf_counter() - t2,
+        "bss_eval_v4: %d sources x %d samples x %d channels, %d frames, %d threads: statistics %.2fs, filters %.2fs, frames %.2fs",
+        sig.n_src, sig.n_samples, sig.n_chan, len(spans), n_workers, t1 - t0, t2 - t1, time.perf_counter() - t2,
     )
-    return sdr, isr, sir, sar
+    if sdr_only:
+        return sdr, None, None, None
+    metrics = [sdr, _safe_db(s, spat), _safe_db(own, interf), _safe_db(full, artif)]
+    for metric in metrics[1:]:
+        metric[:, silent] = np.nan
+    return tuple(metrics)
