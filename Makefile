@@ -9,7 +9,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # The stamp records that the lock was installed; it is rebuilt when the lock or pyproject changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint dry-run ffmpeg venv lock clean-results help
+.PHONY: demo test test-fast lint dry-run ffmpeg venv lock clean-results help slurm-up slurm-down
 
 help:
 	@echo "make demo        synthetic MUSDB18 -> trained U-Net and U-Net+GAN (2 seeds) -> SDR table"
@@ -17,6 +17,8 @@ help:
 	@echo "make test-fast   the tests not marked slow"
 	@echo "make lint        snakemake --lint on both configs"
 	@echo "make dry-run     list the jobs of the paper preset (config.yaml)"
+	@echo "make slurm-up    start a one-node Slurm test cluster (root, Debian 12; see docs/cluster.md)"
+	@echo "make slurm-down  stop it"
 
 demo: venv ffmpeg
 	$(SNAKEMAKE) --configfile config/demo.yaml --cores $(CORES)
@@ -54,6 +56,14 @@ ffmpeg:
 		echo "error: ffmpeg/ffprobe not found on PATH; install them: sudo apt-get install ffmpeg (Debian/Ubuntu), conda install -c conda-forge ffmpeg, or brew install ffmpeg (macOS)" >&2; \
 		exit 1; \
 	fi
+
+# A one-node Slurm cluster for profiles/slurm-test (tests/test_slurm.py starts and stops its own).
+SLURM_STATE ?= /tmp/demixbench-slurm
+slurm-up:
+	bash cluster/slurm-up.sh $(SLURM_STATE)
+
+slurm-down:
+	bash cluster/slurm-down.sh $(SLURM_STATE)
 
 # Re-pin every package after changing pyproject.toml's dependencies.
 lock: venv
