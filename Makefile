@@ -6,17 +6,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
+DVC := $(BIN)/dvc
+# The experiment `make table` and `make evaluate` work on (a config replaces config.yaml whole).
+CONFIG ?= config.yaml
 # The stamp records that the lock was installed; it is rebuilt when the lock or pyproject changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint dry-run ffmpeg venv lock clean-results help slurm-up slurm-down
+.PHONY: demo test test-fast lint dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
 
 help:
 	@echo "make demo        synthetic MUSDB18 -> trained U-Net and U-Net+GAN (2 seeds) -> SDR table"
 	@echo "make test        the test suite (includes the slow pipeline tests, as CI runs it)"
 	@echo "make test-fast   the tests not marked slow"
 	@echo "make lint        snakemake --lint on both configs"
-	@echo "make dry-run     list the jobs of the paper preset (config.yaml)"
+	@echo "make dry-run     list the jobs of the demo"
+	@echo "make table       reviewer: pull the scores (DVC remote) and rebuild the tables; nothing is trained, separated or scored"
+	@echo "make evaluate    lab: pull the checkpoints (DVC remote), separate and score the test set, rebuild the tables; never trains"
 	@echo "make slurm-up    start a one-node Slurm test cluster (root, Debian 12; see docs/cluster.md)"
 	@echo "make slurm-down  stop it"
 
@@ -45,6 +50,46 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
+
+# Reviewer flow: the tables from the scores alone. With a DVC remote configured, pull exactly
+# what the tables need (the per-track scores and the dataset report with the split), then let
+# Snakemake run only the table rules: pulled files are newer than the code and have no
+# Snakemake metadata, so without --allowed-rules it would re-score, re-separate and retrain.
+# Last, each table is checked against the md5 the lab published in dvc.lock.
+table: venv
+	@if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
+		$(DVC) pull results/scores results/datasets/report.json; \
+	elif [ ! -d results/scores ]; then \
+		echo "error: no results/scores and no DVC remote to pull them from: add the lab's remote (README: Reproduce the table as a reviewer) or run the pipeline" >&2; exit 1; \
+	fi
+	$(SNAKEMAKE) tables --configfile $(CONFIG) --cores $(CORES) --dry-run --allowed-rules make_table tables
+	$(SNAKEMAKE) tables --configfile $(CONFIG) --cores $(CORES) --allowed-rules make_table tables
+	@if [ -f dvc.lock ]; then \
+		status=0; \
+		for file in results/tables/*; do \
+			published=$$(grep -A2 "path: $$file$$" dvc.lock | sed -n 's/^ *md5: //p'); \
+			[ -n "$$published" ] || continue; \
+			if [ "$$(md5sum < "$$file" | cut -d' ' -f1)" = "$$published" ]; then echo "$$file: identical to the published table (dvc.lock)"; \
+			else echo "$$file: DIFFERS from the published table (dvc.lock)"; status=1; fi; \
+		done; \
+		exit $$status; \
+	fi
+	@echo
+	@cat results/tables/sdr.md
+
+# Lab flow: a clone with the lab's checkpoints separates and scores the test set again (after a
+# change of the separation or scoring settings, or on another machine) without training: the
+# pulled models, decoded arrays and input statistics are used as they are.
+EVALUATE_RULES := separate_track separate_oracle score_track make_table tables plot_scores \
+	plot_learning_curves make_listening_page record_provenance all
+evaluate: venv ffmpeg
+	@if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
+		$(DVC) pull results/models results/decoded results/stats/input_stats.npz results/datasets/report.json; \
+	fi
+	$(SNAKEMAKE) all --configfile $(CONFIG) --cores $(CORES) --dry-run --allowed-rules $(EVALUATE_RULES)
+	$(SNAKEMAKE) all --configfile $(CONFIG) --cores $(CORES) --allowed-rules $(EVALUATE_RULES)
+	@echo
+	@cat results/tables/sdr.md
 
 # musdb/stempeg (and so museval) refuse to import without ffmpeg and ffprobe on PATH.
 ffmpeg:

@@ -19,6 +19,7 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    decoded_dataset,
     make_table,
     tables,
     plot_scores,

@@ -706,7 +706,7 @@ def test_metric_sar(tmp_path: Path) -> None:
     assert table.aggregation.startswith("SAR (dB): median over 1 s frames")
     assert table.to_markdown().startswith("## SAR: median over frames, median over tracks")
     paths = table.write(tmp_path / "out")
-    assert {p.name for p in paths.values()} == {"sar.md", "sar.csv", "sar.json", "sar.tex", "sar.html"}
+    assert {p.name for p in paths.values()} == {"sar.md", "sar.csv", "sar.json", "sar.tex", "sar.html", "sar.metrics.json"}
     assert json.loads(paths["json"].read_text())["metric"] == "SAR"
     with pytest.raises(ValueError, match=r"sar/a\.json.*no metric 'SDR'"):
         build_table([MethodRuns("m", (run,))], metric="SDR")
@@ -891,8 +891,8 @@ def test_write_all_formats(tmp_path: Path) -> None:
     )
     out = tmp_path / "results" / "table"
     paths = table.write(out)
-    assert set(paths) == {"md", "csv", "json", "tex", "html"}
-    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.tex"]
+    assert set(paths) == {"md", "csv", "json", "tex", "html", "metrics"}
+    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.metrics.json", "sdr.tex"]
     assert paths["md"].read_text(encoding="utf-8") == table.to_markdown()
 
     # Markdown: notes listed under the tables.
@@ -907,6 +907,15 @@ def test_write_all_formats(tmp_path: Path) -> None:
     assert document["rows"]["base"]["All"]["mean"] == 2.0
     assert isinstance(document["differences"][f"{tricky} - base"]["All"]["mean"], float)
     assert document["aggregations"]["mean"]["rows"]["base"]["All"]["mean"] == 2.0
+
+    # Metrics (DVC): the primary table's seed means, nothing else.
+    headline = json.loads(paths["metrics"].read_text(encoding="utf-8"))
+    assert set(headline) == {"metric", "n_tracks", "rows", "differences"}
+    assert headline["n_tracks"] == document["n_tracks"]
+    for part in ("rows", "differences"):
+        assert set(headline[part]) == set(document[part])
+        for label, columns in headline[part].items():
+            assert columns == {column: document[part][label][column]["mean"] for column in (*TARGETS, "All")}
 
     # LaTeX: booktabs rules, escaped names, ± as $\pm$.
     latex = paths["tex"].read_text(encoding="utf-8")
@@ -957,7 +966,7 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ]
     )  # fmt: skip
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.metrics.json", "sdr.tex"]
     printed = capsys.readouterr().out
     assert printed == (out / "sdr.md").read_text(encoding="utf-8")
     assert "| TAK1 | 1 | 6.43 | 5.16 | 4.15 | 6.60 |" in printed
@@ -985,7 +994,7 @@ def test_cli_metric_sar_and_bootstrap_options(tmp_path: Path, capsys: pytest.Cap
         "--out", str(out),
     ]  # fmt: skip
     assert main(arguments) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sar.csv", "sar.html", "sar.json", "sar.md", "sar.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["sar.csv", "sar.html", "sar.json", "sar.md", "sar.metrics.json", "sar.tex"]
     printed = capsys.readouterr().out
     assert printed.startswith("## SAR: median over frames, median over tracks")
     document = json.loads((out / "sar.json").read_text(encoding="utf-8"))
@@ -1001,7 +1010,7 @@ def test_cli_metric_sar_and_bootstrap_options(tmp_path: Path, capsys: pytest.Cap
 def test_cli_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["table", "--row", f"MIX={SISEC18 / 'MIX'}", "--stem", "mix", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["mix.csv", "mix.html", "mix.json", "mix.md", "mix.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["mix.csv", "mix.html", "mix.json", "mix.md", "mix.metrics.json", "mix.tex"]
 
 
 def test_cli_seeds_from_comma_separated_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,8 @@ table
     that method's seeds. ``--compare VARIANT:BASELINE`` adds a difference row with a paired
     bootstrap confidence interval (``--resamples``, ``--bootstrap-seed``) and a Wilcoxon p-value;
     ``--note NAME=TEXT`` records a row's provenance. ``--metric`` is one of SDR, ISR, SIR, SAR.
-    Writes ``<stem>.md``, ``.csv``, ``.json``, ``.tex`` and ``.html`` into ``--out`` (the stem
+    Writes ``<stem>.md``, ``.csv``, ``.json``, ``.tex``, ``.html`` and ``.metrics.json`` (the
+    headline numbers) into ``--out`` (the stem
     defaults to the metric in lower case: ``sdr``, ``sar``, ...) and prints the Markdown. See
     :mod:`demixbench.table` for the aggregations and statistics.
 

@@ -1080,15 +1080,42 @@ class SDRTable:
         return _clean(document)
 
     def to_json(self, path: Path) -> Path:
-        """Write the table as strict JSON (NaN as null), usable as DVC metrics; returns the path."""
+        """Write the table as strict JSON (NaN as null); returns the path."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
         return atomic_write_text(Path(path), text)
 
+    def headline(self) -> dict[str, Any]:
+        """The primary table's numbers only: the seed mean of every row and difference row per
+        column, the values a reader compares between two versions (``dvc metrics show`` and
+        ``dvc metrics diff`` print every number of a metrics file, so the full :meth:`to_dict`
+        with its per-seed values, intervals and texts would bury them)::
+
+            {"metric", "n_tracks", "rows": {row: {column: mean}},
+             "differences": {label: {column: mean}}}
+        """
+        primary = self._aggregation_dict(PRIMARY_AGGREGATION)
+        return _clean(
+            {
+                "metric": self.metric,
+                "n_tracks": self.n_tracks,
+                **{
+                    part: {label: {column: row[column]["mean"] for column in self.columns} for label, row in primary[part].items()}
+                    for part in ("rows", "differences")
+                },
+            }
+        )
+
+    def to_metrics(self, path: Path) -> Path:
+        """Write :meth:`headline` as strict JSON, the file DVC publishes as metrics; returns the path."""
+        text = json.dumps(self.headline(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+        return atomic_write_text(Path(path), text)
+
     def write(self, out_dir: Path, stem: str | None = None) -> dict[str, Path]:
-        """Write ``{stem}.md``, ``.csv``, ``.json``, ``.tex`` and ``.html`` atomically into ``out_dir``.
+        """Write ``{stem}.md``, ``.csv``, ``.json``, ``.tex``, ``.html`` and ``.metrics.json`` (the
+        headline numbers, see :meth:`headline`) atomically into ``out_dir``.
 
         ``stem`` defaults to the metric in lower case (``sdr``, ``sar``, ...). Returns the written
-        paths keyed by ``"md"``, ``"csv"``, ``"json"``, ``"tex"`` and ``"html"``.
+        paths keyed by ``"md"``, ``"csv"``, ``"json"``, ``"tex"``, ``"html"`` and ``"metrics"``.
         """
         out_dir = Path(out_dir)
         stem = stem or self.metric.lower()
@@ -1098,6 +1125,7 @@ class SDRTable:
             "json": self.to_json(out_dir / f"{stem}.json"),
             "tex": atomic_write_text(out_dir / f"{stem}.tex", self.to_latex()),
             "html": atomic_write_text(out_dir / f"{stem}.html", self.to_html()),
+            "metrics": self.to_metrics(out_dir / f"{stem}.metrics.json"),
         }
         logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
         return paths

@@ -86,3 +86,11 @@ rule compute_input_stats:
         "../../envs/demixbench.yaml"
     script:
         "../scripts/compute_input_stats.py"
+
+
+rule decoded_dataset:
+    """Every track decoded and the input statistics: the target of the DVC stage `data`
+    (dvc.yaml), whose outputs must be complete before training and separation read them."""
+    input:
+        lambda wildcards: decoded([*splits().train, *splits().valid, *splits().test]),
+        rules.compute_input_stats.output,

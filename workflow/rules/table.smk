@@ -12,6 +12,7 @@ rule make_table:
         markdown="results/tables/{metric}.md",
         csv="results/tables/{metric}.csv",
         json="results/tables/{metric}.json",
+        metrics="results/tables/{metric}.metrics.json",
         latex="results/tables/{metric}.tex",
         html=report(
             "results/tables/{metric}.html",
