@@ -253,3 +253,22 @@ def test_stem_mp4_dataset_is_read_by_musdb(tmp_path: Path) -> None:
     expected = generate_track(spec, "test", 0)["vocals"].astype(np.float64)
     err = vocals[:n] - expected
     assert 10 * np.log10(np.sum(expected**2) / np.sum(err**2)) > 10.0  # lossy, but the same signal
+
+
+def test_official_names_stand_in_for_musdb18(tmp_path):
+    from demixbench.data import musdb_validation_tracks
+    from demixbench.musdb18 import MUSDB18_TRACKS
+
+    assert len(MUSDB18_TRACKS["train"]) == 100 and len(MUSDB18_TRACKS["test"]) == 50
+    assert not set(MUSDB18_TRACKS["train"]) & set(MUSDB18_TRACKS["test"])
+    assert set(musdb_validation_tracks()) <= set(MUSDB18_TRACKS["train"])
+    spec = SyntheticSpec(n_train=3, n_test=2, duration=0.5, names="musdb18")
+    names = track_names(spec)
+    assert names == {"train": list(MUSDB18_TRACKS["train"][:3]), "test": list(MUSDB18_TRACKS["test"][:2])}
+    root = tmp_path / "musdb18hq"
+    write_dataset(spec, root)
+    assert sorted(p.name for p in (root / "test").iterdir()) == sorted(names["test"])
+    with pytest.raises(ValueError, match="names='musdb18' has 50 test tracks"):
+        SyntheticSpec(n_test=51, names="musdb18")
+    with pytest.raises(ValueError, match="names must be one of"):
+        SyntheticSpec(names="official")

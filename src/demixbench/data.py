@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,11 +268,13 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     rate = streams[0].sample_rate
     arrays, origin = {}, {}
     # musdb's stem order: stream k of the file is STEMS[k] (mixture, drums, bass, other, vocals).
-    for k, stem in enumerate(STEMS):
-        where = f"{path} (stream {k}, {stem})"
+    wheres = [f"{path} (stream {k}, {stem})" for k, stem in enumerate(STEMS)]
+    for k, where in enumerate(wheres):
         if streams[k].sample_rate != rate:
             raise DatasetError(f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz")
-        audio = _ffmpeg_decode(path, k, streams[k].channels, where)
+    decoded = _ffmpeg_decode(path, [stream.channels for stream in streams[: len(STEMS)]], wheres)
+    for k, stem in enumerate(STEMS):
+        where, audio = wheres[k], decoded[k]
         # ffmpeg can stop early on a damaged stream without failing: compare with the header.
         if audio.shape[0] + length_tolerance < streams[k].samples:
             raise DatasetError(
@@ -287,10 +291,46 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     return arrays, rate, origin
 
 
-def _ffmpeg_decode(path: Path, stream: int, channels: int, where: str) -> np.ndarray:
-    """Decode one audio stream to float32 (samples, channels) as musdb/stempeg do (s16le / 32768)."""
+def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
+    """Decode the first len(channels) audio streams to float32 (samples, channels) arrays as
+    musdb/stempeg do (s16le / 32768), in one ffmpeg run: the container is read and demuxed once,
+    each stream goes to a pipe of its own (drained by a thread each, so ffmpeg never blocks on a
+    full pipe). If that run fails, the streams are decoded one by one to name the broken one."""
     if shutil.which("ffmpeg") is None:
-        raise DatasetError(f"{where}: ffmpeg not found on PATH; install ffmpeg to decode .stem.mp4 files")
+        raise DatasetError(f"{wheres[0]}: ffmpeg not found on PATH; install ffmpeg to decode .stem.mp4 files")
+    pipes = [os.pipe() for _ in channels]
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
+    for k, (_, write) in enumerate(pipes):
+        command += ["-map", f"0:a:{k}", "-f", "s16le", "-acodec", "pcm_s16le", f"pipe:{write}"]
+    outputs: list[bytes] = [b""] * len(pipes)
+    try:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=[w for _, w in pipes]
+        )
+    finally:
+        for _, write in pipes:
+            os.close(write)
+
+    def drain(k: int) -> None:
+        with open(pipes[k][0], "rb", buffering=0) as reader:
+            outputs[k] = reader.readall()
+
+    readers = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(pipes))]
+    for reader in readers:
+        reader.start()
+    stderr = process.stderr.read()
+    for reader in readers:
+        reader.join()
+    if process.wait() != 0:
+        for k, (count, where) in enumerate(zip(channels, wheres)):
+            _ffmpeg_decode_stream(path, k, count, where)  # raises, naming the stream, if one is broken
+        message = stderr.decode("utf-8", "replace").strip()[-300:]
+        raise DatasetError(f"{path}: unreadable (ffmpeg exit {process.returncode}: {message})")
+    return [_pcm_to_float(data, count, where) for data, count, where in zip(outputs, channels, wheres)]
+
+
+def _ffmpeg_decode_stream(path: Path, stream: int, channels: int, where: str) -> np.ndarray:
+    """Decode audio stream `stream` alone; DatasetError naming it if ffmpeg fails."""
     result = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"],
         capture_output=True,
@@ -298,10 +338,15 @@ def _ffmpeg_decode(path: Path, stream: int, channels: int, where: str) -> np.nda
     if result.returncode != 0:
         message = result.stderr.decode("utf-8", "replace").strip()[-300:]
         raise DatasetError(f"{where}: unreadable (ffmpeg exit {result.returncode}: {message})")
-    if channels < 1 or len(result.stdout) % (2 * channels):
-        raise DatasetError(f"{where}: ffmpeg returned {len(result.stdout)} bytes, not whole {channels}-channel frames")
-    pcm = np.frombuffer(result.stdout, dtype="<i2").reshape(-1, channels)
-    return pcm.astype(np.float32) / np.float32(32768.0)
+    return _pcm_to_float(result.stdout, channels, where)
+
+
+def _pcm_to_float(data: bytes, channels: int, where: str) -> np.ndarray:
+    """Interleaved s16le -> float32 (samples, channels) / 32768 (exact: a power of two)."""
+    if channels < 1 or len(data) % (2 * channels):
+        raise DatasetError(f"{where}: ffmpeg returned {len(data)} bytes, not whole {channels}-channel frames")
+    pcm = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
+    return np.multiply(pcm, np.float32(1.0 / 32768.0), dtype=np.float32)
 
 
 def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dict[str, float]:
@@ -318,14 +363,15 @@ def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dic
     n = arrays["mixture"].shape[0]
     max_abs, signal, residual = 0.0, 0.0, 0.0
     for start in range(0, n, block):
-        mixture = np.asarray(arrays["mixture"][start : start + block], dtype=np.float64)
-        total = sum(np.asarray(arrays[t][start : start + block], dtype=np.float64) for t in TARGETS)
-        error = mixture - total
-        signal += float(np.sum(mixture**2))
-        residual += float(np.sum(error**2))
+        part = slice(start, start + block)
+        mixture = np.asarray(arrays["mixture"][part], dtype=np.float64).ravel()
+        error = mixture.copy()
+        for target in TARGETS:  # error = mixture - sum of the stems, in float64, in place
+            error -= arrays[target][part].ravel()
+        signal += float(np.dot(mixture, mixture))
+        residual += float(np.dot(error, error))
         unclipped = np.abs(mixture) < 1.0 - LSB16  # a clipped mixture sample cannot equal the sum
-        if unclipped.any():
-            max_abs = max(max_abs, float(np.max(np.abs(error[unclipped]))))
+        max_abs = max(max_abs, float(np.max(np.abs(error), where=unclipped, initial=0.0)))
     if residual == 0.0:
         snr = math.inf
     elif signal == 0.0:

@@ -63,6 +63,7 @@ from scipy.io import wavfile
 from tqdm import tqdm
 
 from demixbench import SAMPLE_RATE, TARGETS
+from demixbench.musdb18 import MUSDB18_TRACKS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ log = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "test")
 #: Supported output formats: MUSDB18-HQ (wav folders) and MUSDB18 (NI stems mp4).
 FORMATS: tuple[str, ...] = ("wav", "stem.mp4")
+#: Track naming: generated "Synth NNN - Title" names, or the official MUSDB18 names (the first
+#: n_train / n_test of each subset), for a stand-in of the real dataset's layout.
+NAMINGS: tuple[str, ...] = ("synthetic", "musdb18")
 #: Upper bound on the peak of every written signal.
 MAX_PEAK: float = 0.9
 #: Full scale of 16-bit PCM: stems are quantised to multiples of 1 / _PCM_SCALE.
@@ -124,7 +128,7 @@ _TITLE_PHRASES = (
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate: track counts, track length, sample rate, seed and file format."""
+    """What to generate: track counts, track length, sample rate, seed, file format and naming."""
 
     n_train: int = 12
     n_test: int = 4
@@ -132,6 +136,7 @@ class SyntheticSpec:
     sample_rate: int = SAMPLE_RATE
     seed: int = 0
     format: str = "wav"
+    names: str = "synthetic"
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_train, int) or self.n_train < 1:
@@ -146,6 +151,12 @@ class SyntheticSpec:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.names not in NAMINGS:
+            raise ValueError(f"names must be one of {NAMINGS}, got {self.names!r}")
+        if self.names == "musdb18":
+            for split, count in zip(SPLITS, (self.n_train, self.n_test)):
+                if count > len(MUSDB18_TRACKS[split]):
+                    raise ValueError(f"names='musdb18' has {len(MUSDB18_TRACKS[split])} {split} tracks, got n_{split}={count}")
 
     @property
     def n_samples(self) -> int:
@@ -160,8 +171,11 @@ def track_names(spec: SyntheticSpec) -> dict[str, list[str]]:
     contain spaces and " - ", and every third track (including the first of each split)
     an apostrophe, to exercise path handling. The artist number is unique across splits
     (train tracks are numbered first), so names are unique; the title depends only on
-    (seed, split, index). Names never contain "/".
+    (seed, split, index). Names never contain "/". With ``spec.names == "musdb18"``: the first
+    n_train / n_test official MUSDB18 names of each subset instead.
     """
+    if spec.names == "musdb18":
+        return {split: list(MUSDB18_TRACKS[split][:count]) for split, count in zip(SPLITS, (spec.n_train, spec.n_test))}
     names: dict[str, list[str]] = {}
     number = 1
     for split, count in zip(SPLITS, (spec.n_train, spec.n_test)):
