@@ -4,6 +4,7 @@ import json
 import logging
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +201,39 @@ def test_meta_json_records_the_checks(tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["mixture_check"] == {"checked": True, "passed": True, "lossless": True, "max_abs_error": 0.0, "snr_db": "inf"}
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary files left
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+import numpy as np
+from demixbench.data import decode_track
+
+real_save, saved = np.save, []
+
+def save_then_die(file, array, *args, **kwargs):
+    if len(saved) == 2:  # the third stem: half of it written, then SIGKILL, as from the OOM killer
+        file.write(np.lib.format.magic(1, 0))
+        file.write(b"\\0" * (array.nbytes // 2))
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    saved.append(file)
+    return real_save(file, array, *args, **kwargs)
+
+np.save = save_then_die
+decode_track("musdb18hq", Path(sys.argv[1]), "train", sys.argv[2], Path(sys.argv[3]))
+"""
+
+
+def test_decode_killed_mid_write_leaves_no_partial_array_and_a_rerun_finishes(tmp_path):
+    write_track(tmp_path, "Killed - Midway", tone_stems(samples=88200))
+    out = tmp_path / "out"
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(tmp_path), "Killed - Midway", str(out)], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    finished = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert finished == ["drums.npy", "mixture.npy"]  # complete files only, under their final names
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")]  # the killed write's temporary
+    meta = decode_track("musdb18hq", tmp_path, "train", "Killed - Midway", out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{stem}.npy" for stem in STEMS] + ["meta.json"])
+    arrays = load_decoded(out)
+    assert all(arrays[stem].shape == (2, meta["samples"]) for stem in STEMS)

@@ -323,3 +323,34 @@ def test_reviewer_rebuilds_the_tables_from_pulled_scores_only(pipeline, tmp_path
             published = (workdir / f"results/tables/{name}.{suffix}").read_bytes()
             assert (reviewer / f"results/tables/{name}.{suffix}").read_bytes() == published, f"{name}.{suffix}"
     assert not (reviewer / "results/models").exists() and not (reviewer / "results/separated").exists()
+
+
+@pytest.mark.slow
+def test_killing_the_decode_stage_midway_then_rerunning_finishes_without_partial_arrays(tmp_path):
+    """kill -9 of Snakemake and its jobs once the first tracks are decoded; the rerun decodes the
+    rest (jobs cut off are incomplete and re-run), and no array in the cache is partial."""
+    import signal
+    import time
+
+    import numpy as np
+
+    config = tiny_config()
+    config["data"]["synthetic"].update(n_train=6, n_validation=1, n_test=2, duration=20.0)
+    (tmp_path / "test-config.yaml").write_text(yaml.safe_dump(config))
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(tmp_path / "test-config.yaml"), "--cores", "2", "decoded_dataset"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "results/decoded").glob("*/meta.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list((tmp_path / "results/decoded").glob("*/meta.json")))
+    assert 1 <= done < 8, done  # killed mid-way
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tracks = sorted((tmp_path / "results/decoded").iterdir())
+    assert len(tracks) == 8 and not [p for p in (tmp_path / "results/decoded").rglob(".*")]
+    for track in tracks:
+        samples = json.loads((track / "meta.json").read_text())["samples"]
+        for stem in ("mixture", "drums", "bass", "other", "vocals"):
+            assert np.load(track / f"{stem}.npy", mmap_mode="r").shape == (2, samples)

@@ -31,7 +31,7 @@ import soundfile
 import yaml
 
 from demixbench import SAMPLE_RATE, TARGETS
-from demixbench.fileio import atomic_path, atomic_write_text
+from demixbench.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 from demixbench.probe import ProbeError, check_complete, probe_streams
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,8 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     for k, where in enumerate(wheres):
         if streams[k].sample_rate != rate:
             raise DatasetError(f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz")
-    decoded = _ffmpeg_decode(path, [stream.channels for stream in streams[: len(STEMS)]], wheres)
+    used = streams[: len(STEMS)]
+    decoded = _ffmpeg_decode(path, [stream.channels for stream in used], [stream.samples for stream in used], wheres)
     for k, stem in enumerate(STEMS):
         where, audio = wheres[k], decoded[k]
         # ffmpeg can stop early on a damaged stream without failing: compare with the header.
@@ -291,9 +292,9 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     return arrays, rate, origin
 
 
-def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
-    """Decode the first len(channels) audio streams to float32 (samples, channels) arrays as
-    musdb/stempeg do (s16le / 32768), in one ffmpeg run: the container is read and demuxed once,
+def _ffmpeg_decode(path: Path, channels: Sequence[int], expected: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
+    """Decode the first len(channels) audio streams (`expected` samples each, from the header) to
+    float32 (samples, channels) arrays as musdb/stempeg do (s16le / 32768), in one ffmpeg run: the container is read and demuxed once,
     each stream goes to a pipe of its own (drained by a thread each, so ffmpeg never blocks on a
     full pipe). If that run fails, the streams are decoded one by one to name the broken one."""
     if shutil.which("ffmpeg") is None:
@@ -302,7 +303,7 @@ def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -
     command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
     for k, (_, write) in enumerate(pipes):
         command += ["-map", f"0:a:{k}", "-f", "s16le", "-acodec", "pcm_s16le", f"pipe:{write}"]
-    outputs: list[bytes] = [b""] * len(pipes)
+    outputs: list[bytes | bytearray] = [b""] * len(pipes)
     try:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=[w for _, w in pipes]
@@ -312,8 +313,19 @@ def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -
             os.close(write)
 
     def drain(k: int) -> None:
+        # into a buffer of the size the header announces (grown if the stream is longer), so
+        # a long track is not copied over and over as a growing bytes object would be
+        buffer, filled = bytearray(2 * channels[k] * (expected[k] + 4096)), 0
         with open(pipes[k][0], "rb", buffering=0) as reader:
-            outputs[k] = reader.readall()
+            while True:
+                if filled == len(buffer):
+                    buffer.extend(bytes(len(buffer) // 2 + 1))
+                count = reader.readinto(memoryview(buffer)[filled:])
+                if not count:
+                    break
+                filled += count
+        del buffer[filled:]
+        outputs[k] = buffer
 
     readers = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(pipes))]
     for reader in readers:
@@ -341,12 +353,16 @@ def _ffmpeg_decode_stream(path: Path, stream: int, channels: int, where: str) ->
     return _pcm_to_float(result.stdout, channels, where)
 
 
-def _pcm_to_float(data: bytes, channels: int, where: str) -> np.ndarray:
-    """Interleaved s16le -> float32 (samples, channels) / 32768 (exact: a power of two)."""
+def _pcm_to_float(data: bytes | bytearray, channels: int, where: str) -> np.ndarray:
+    """Interleaved s16le -> float32 / 32768 (exact: a power of two), as a (samples, channels)
+    view of a channel-major (channels, samples) array: one pass does the conversion and the
+    transposition the cache needs (its arrays are (channels, samples))."""
     if channels < 1 or len(data) % (2 * channels):
         raise DatasetError(f"{where}: ffmpeg returned {len(data)} bytes, not whole {channels}-channel frames")
     pcm = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
-    return np.multiply(pcm, np.float32(1.0 / 32768.0), dtype=np.float32)
+    out = np.empty((channels, pcm.shape[0]), dtype=np.float32)
+    np.multiply(pcm.T, np.float32(1.0 / 32768.0), out=out)
+    return out.T
 
 
 def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dict[str, float]:
@@ -364,12 +380,13 @@ def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dic
     max_abs, signal, residual = 0.0, 0.0, 0.0
     for start in range(0, n, block):
         part = slice(start, start + block)
-        mixture = np.asarray(arrays["mixture"][part], dtype=np.float64).ravel()
+        mixture = np.array(arrays["mixture"][part], dtype=np.float64)
         error = mixture.copy()
         for target in TARGETS:  # error = mixture - sum of the stems, in float64, in place
-            error -= arrays[target][part].ravel()
-        signal += float(np.dot(mixture, mixture))
-        residual += float(np.dot(error, error))
+            error -= arrays[target][part]
+        # einsum: any memory layout (the decoded arrays are channel-major views), no copies
+        signal += float(np.einsum("ij,ij->", mixture, mixture))
+        residual += float(np.einsum("ij,ij->", error, error))
         unclipped = np.abs(mixture) < 1.0 - LSB16  # a clipped mixture sample cannot equal the sum
         max_abs = max(max_abs, float(np.max(np.abs(error), where=unclipped, initial=0.0)))
     if residual == 0.0:
@@ -465,6 +482,9 @@ def decode_track(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*(f"{stem}.npy" for stem in STEMS), "meta.json"):
+        for stale in remove_stale_temporaries(out_dir / name):
+            log.info("removed %s, left by an earlier decode of %s that was killed", stale.name, track)
     for stem in STEMS:
         audio = np.ascontiguousarray(np.asarray(arrays[stem], dtype=np.float32).T)  # (channels, samples)
         with atomic_path(out_dir / f"{stem}.npy") as temporary, open(temporary, "wb") as f:

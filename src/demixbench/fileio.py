@@ -3,6 +3,7 @@ never half of one."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,17 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries that atomic writes of `path` left behind when their process was
+    killed (SIGKILL runs no cleanup); returns them. Call it before writing `path` again, where
+    no other process writes `path` at the same time."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"))
+    for temporary in stale:
+        temporary.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
