@@ -32,8 +32,9 @@ from demixbench.models import build_model
 from demixbench.stats import save_input_stats
 from demixbench.train import ChunkSampler, GANConfig, ModelSpec, TrainConfig, _sync_batchnorm, train
 from demixbench.train_main import train_arguments, write_arguments
+from demixbench.verify import VerifySpec, verify_dataset
 
-from conftest import REPO
+from conftest import REPO, SMALL_SPEC
 
 SPEC = ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})
 # 30 steps of a global batch of 4 (2 per process); the rolling state is saved every step.
@@ -159,14 +160,15 @@ def test_batchnorm_models_need_cuda_for_several_processes():
     assert distributed.world_size() == 1 and distributed.is_main() and distributed.all_reduce_max(3) == 3
 
 
-def _snakemake(decoded, splits, tmp_path: Path, gpus: int) -> SimpleNamespace:
+def _snakemake(decoded, splits, tmp_path: Path, gpus: int, dataset: Path) -> SimpleNamespace:
+    report = verify_dataset(dataset, VerifySpec.for_synthetic(SMALL_SPEC, validation=splits.valid), progress=False).write(tmp_path / "report.json")
     stats = tmp_path / "stats.npz"
     save_input_stats(stats, np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32), STFTConfig(n_fft=512, hop_length=128))
     entry = {"arch": SPEC.arch, "args": SPEC.args, "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 0.5, "valid_segment_seconds": 3.0}}
     return SimpleNamespace(
         log=[str(tmp_path / "logs" / "train.log")], threads=1, wildcards=SimpleNamespace(model="tiny"), resources=SimpleNamespace(gpu=gpus),
         params=SimpleNamespace(model=entry, seed=1, stft={"n_fft": 512, "hop_length": 128}, sample_rate=44100, work_dir=str(tmp_path / "work")),
-        input=SimpleNamespace(train=[str(decoded[t] / "mixture.npy") for t in splits.train], valid=[str(decoded[t] / "mixture.npy") for t in splits.valid], stats=str(stats)),
+        input=SimpleNamespace(train=[str(decoded[t] / "mixture.npy") for t in splits.train], valid=[str(decoded[t] / "mixture.npy") for t in splits.valid], stats=str(stats), dataset=str(report)),
         output=SimpleNamespace(weights=str(tmp_path / "model.pt"), history=str(tmp_path / "history.csv")),
     )
 
@@ -185,14 +187,16 @@ def restored_logging():
     logging.captureWarnings(False)
 
 
-def test_workflow_adapter_trains_in_process_on_one_gpu_and_launches_torchrun_on_more(decoded, small_splits, tmp_path, monkeypatch, restored_logging):
+def test_workflow_adapter_trains_in_process_on_one_gpu_and_launches_torchrun_on_more(decoded, small_dataset, small_splits, tmp_path, monkeypatch, restored_logging):
     script = REPO / "workflow/scripts/train_model.py"
-    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "one", gpus=1)})
+    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "one", gpus=1, dataset=small_dataset)})
     meta = json.loads((tmp_path / "one" / "model.json").read_text())
     assert meta["config"]["model_name"] == "tiny" and meta["config"]["train"]["seed"] == 1
+    report = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert meta["provenance"]["dataset_fingerprint"]["fingerprint"] == report["fingerprint"]
     calls = []
     monkeypatch.setattr(distributed, "launch", lambda args_file, nproc, log: calls.append((args_file, nproc, log)))
-    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "two", gpus=2)})
+    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "two", gpus=2, dataset=small_dataset)})
     log = tmp_path / "two" / "logs" / "train.log"
     assert calls == [(log.with_suffix(".args.json"), 2, log)]
     # What the workers would run: the same training as the in-process one.

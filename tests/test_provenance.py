@@ -47,3 +47,17 @@ def test_write_run_provenance(tmp_path):
     assert {"git", "packages", "python", "host", "cuda", "gpu"} <= set(saved)
     page = (tmp_path / "p.html").read_text()
     assert report.fingerprint in page and "decode_track" in page and "m&lt;1&gt;" in page and "<script" not in page
+
+
+def test_checkpoint_provenance_has_the_config_hash_and_what_the_caller_adds(tmp_path):
+    from torch import nn
+
+    from demixbench.checkpoint import metadata_path, save_checkpoint
+
+    config = {"model": {"arch": "x"}, "train": {"seed": 3}}
+    fingerprint = {"fingerprint": "abc", "source": "musdb18hq", "counts": {"train": 100, "test": 50}}
+    save_checkpoint(nn.Linear(2, 2), tmp_path / "model.pt", "x", {}, config, provenance_extra={"dataset_fingerprint": fingerprint})
+    record = json.loads(metadata_path(tmp_path / "model.pt").read_text())["provenance"]
+    assert record["config_hash"] == config_hash(config)
+    assert record["dataset_fingerprint"] == fingerprint
+    assert record["git"] and record["packages"]

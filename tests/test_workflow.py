@@ -266,6 +266,11 @@ def test_pipeline_produces_the_table(pipeline):
     assert not list((workdir / "results/work").rglob("state.pt"))  # rolling states removed after success
     meta = json.loads((workdir / "results/models/unet/seed1/model.json").read_text())
     assert meta["config"]["train"]["seed"] == 1 and meta["provenance"]["git"]["commit"]
+    dataset = json.loads((workdir / "results/datasets/report.json").read_text())
+    assert meta["provenance"]["dataset_fingerprint"]["fingerprint"] == dataset["fingerprint"]
+    assert meta["provenance"]["config_hash"]
+    run = json.loads((workdir / "results/provenance.json").read_text())
+    assert run["dataset_fingerprint"]["fingerprint"] == dataset["fingerprint"]
 
 
 @pytest.mark.slow
@@ -346,6 +351,8 @@ def test_killing_the_decode_stage_midway_then_rerunning_finishes_without_partial
     process.wait()
     done = len(list((tmp_path / "results/decoded").glob("*/meta.json")))
     assert 1 <= done < 8, done  # killed mid-way
+    # a killed Snakemake leaves its lock: --unlock, as its message says, then the same command
+    assert subprocess.run([*command, "--unlock"], cwd=tmp_path, capture_output=True, timeout=120).returncode == 0
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     tracks = sorted((tmp_path / "results/decoded").iterdir())

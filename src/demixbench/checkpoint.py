@@ -18,7 +18,7 @@ from torch import nn
 
 from demixbench.fileio import atomic_path, atomic_write_text
 from demixbench.models import build_model
-from demixbench.provenance import provenance
+from demixbench.provenance import config_hash, provenance
 
 
 def metadata_path(weights: Path) -> Path:
@@ -26,11 +26,22 @@ def metadata_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def save_checkpoint(model: nn.Module, path: Path, arch: str, args: dict[str, Any], config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    """Write `path` (state_dict) and its JSON metadata, each atomically, JSON last."""
+def save_checkpoint(
+    model: nn.Module,
+    path: Path,
+    arch: str,
+    args: dict[str, Any],
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    provenance_extra: dict[str, Any] | None = None,
+) -> None:
+    """Write `path` (state_dict) and its JSON metadata, each atomically, JSON last. The metadata's
+    provenance is :func:`demixbench.provenance.provenance` plus the hash of `config` and
+    `provenance_extra` (e.g. the dataset fingerprint)."""
     with atomic_path(path) as temporary:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, temporary)
-    meta = {"arch": arch, "args": args, "config": config, "provenance": provenance(), **(extra or {})}
+    record = {**provenance(), "config_hash": config_hash(config), **(provenance_extra or {})}
+    meta = {"arch": arch, "args": args, "config": config, "provenance": record, **(extra or {})}
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))
 
 

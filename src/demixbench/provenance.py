@@ -97,6 +97,14 @@ def stage_wall_times(benchmarks_dir: Path) -> dict[str, dict[str, float]]:
     return stages
 
 
+def dataset_summary(dataset_report: Path) -> dict:
+    """The dataset fingerprint and what it covers (source, counts, files, bytes), from the report
+    of demixbench.verify; recorded in every checkpoint's and every run's provenance."""
+    from demixbench.verify import DatasetReport, read_report
+
+    return DatasetReport(**read_report(dataset_report)).summary()
+
+
 def write_run_provenance(
     out_json: Path,
     out_html: Path,
@@ -107,12 +115,10 @@ def write_run_provenance(
     """Record a whole run: :func:`provenance` plus the config hash, the dataset's fingerprint (from
     the report of demixbench.verify) and the wall time of every stage; written as JSON and as an
     HTML page for the report."""
-    from demixbench.verify import DatasetReport, read_report
-
     record = {
         **provenance(),
         "config_hash": config_hash(config),
-        "dataset_fingerprint": DatasetReport(**read_report(dataset_report)).summary() if dataset_report else None,
+        "dataset_fingerprint": dataset_summary(dataset_report) if dataset_report else None,
         "stages": stage_wall_times(benchmarks_dir) if benchmarks_dir is not None else {},
         "config": config,
     }

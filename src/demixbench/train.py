@@ -402,6 +402,7 @@ def train(
     gan: GANConfig | None = None,
     record: dict[str, Any] | None = None,
     work_dir: Path | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train, validate every epoch, and write the best-on-validation checkpoint and the history.
 
@@ -414,6 +415,8 @@ def train(
         input_stats: (mean, std) per frequency bin, for models that normalise their input.
         gan: adversarial training settings, or None for the plain baseline.
         record: the resolved configuration to store in the checkpoint metadata.
+        provenance: added to the checkpoint's provenance (e.g. ``{"dataset_fingerprint": ...}``,
+            see demixbench.provenance.dataset_summary).
         work_dir: where the rolling state (model, optimisers, schedulers, RNG states, step) is kept,
             written atomically after every epoch, every `checkpoint_every_steps` steps and on
             SIGTERM/SIGUSR1. A run started with the same settings resumes from it and ends with
@@ -575,6 +578,7 @@ def train(
             args=model_spec.args,
             config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
             extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
+            provenance_extra=provenance,
         )
         if state_file is not None:
             state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one

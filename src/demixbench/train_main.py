@@ -9,7 +9,7 @@ it works as a plain 1-process command too. The file holds JSON-able values only:
      "train_dirs": [...], "valid_dirs": [...],         # decoded track directories
      "checkpoint": ".../model.pt", "history_csv": ".../history.csv",
      "input_stats": ".../stats.npz" or null, "stft": {"n_fft": ..., "hop_length": ...} or null,
-     "record": {...} or null, "work_dir": ... or null}
+     "record": {...} or null, "work_dir": ... or null, "provenance": {...} or null}
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def train_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
         "gan": GANConfig(**gan) if gan else None,
         "record": arguments.get("record"),
         "work_dir": Path(work_dir) if work_dir is not None else None,
+        "provenance": arguments.get("provenance"),
     }
 
 

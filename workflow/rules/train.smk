@@ -7,6 +7,7 @@ rule train_model:
         train=lambda wildcards: decoded(splits().train),
         valid=lambda wildcards: decoded(splits().valid),
         stats=rules.compute_input_stats.output[0],
+        dataset=DATASET_REPORT,  # its fingerprint goes into the checkpoint's provenance
         code=code("train.py", "distributed.py", "train_main.py", "checkpoint.py", "devices.py", *MODEL_CODE),
     output:
         weights="results/models/{model}/seed{seed}/model.pt",

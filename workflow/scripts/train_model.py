@@ -5,6 +5,7 @@ from pathlib import Path
 
 from demixbench.distributed import launch
 from demixbench.logs import setup_logging
+from demixbench.provenance import dataset_summary
 from demixbench.train import train
 from demixbench.train_main import train_arguments, write_arguments
 
@@ -24,6 +25,7 @@ arguments = {
     "stft": stft,
     "record": {"model_name": snakemake.wildcards.model, "stft": stft},
     "work_dir": snakemake.params.work_dir,
+    "provenance": {"dataset_fingerprint": dataset_summary(Path(snakemake.input.dataset))},
 }
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
 if gpus > 1:
