@@ -20,6 +20,8 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     decoded_dataset,
+    trained_models,
+    scored_runs,
     make_table,
     tables,
     plot_scores,

@@ -28,3 +28,10 @@ rule score_track:
         "../../envs/demixbench.yaml"
     script:
         "../scripts/score_track.py"
+
+
+rule scored_runs:
+    """Every run (models, seeds, oracles) scored on every test track: the target of the DVC
+    stage `score` (dvc.yaml)."""
+    input:
+        all_scores,

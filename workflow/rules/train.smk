@@ -35,3 +35,11 @@ rule train_model:
         "../../envs/demixbench.yaml"
     script:
         "../scripts/train_model.py"
+
+
+rule trained_models:
+    """Every model and seed trained: the target of the DVC stage `train` (dvc.yaml). A target
+    rule rather than `--until train_model`, which plans nothing once the dataset checkpoint has
+    run in an earlier invocation."""
+    input:
+        expand(rules.train_model.output, model=MODELS, seed=SEEDS),
