@@ -80,12 +80,14 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=6, help="tracks in the dataset (default 6)")
     parser.add_argument("--seconds", type=float, default=240.0, help="seconds per track (default 240, about the mean MUSDB18 track)")
     parser.add_argument("--rounds", type=int, default=2, help="measurements of each, in turn; the fastest is reported")
+    parser.add_argument("--workdir", type=Path, help="keep the generated dataset here and reuse it on the next run (default: a temporary directory)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
+        work = args.workdir or Path(tmp) / "work"
+        work.mkdir(parents=True, exist_ok=True)
         (work / "bench.yaml").write_text(yaml.safe_dump(config(args.tracks, args.seconds)))
+        # re-running prepare_dataset is a no-op (nothing to do) when --workdir holds the same dataset
         generated = snakemake(work, "--until", "prepare_dataset")
         root = work / "results/datasets/synthetic"
         report = json.loads((work / "results/datasets/report.json").read_text())

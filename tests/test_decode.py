@@ -1,5 +1,6 @@
 """decode_track: resampling, mono, refusal of damaged tracks (named), the mixture check, names."""
 
+import io
 import json
 import logging
 import shutil
@@ -12,7 +13,16 @@ import soundfile as sf
 import stempeg
 
 from demixbench import TARGETS
-from demixbench.data import STEMS, DatasetError, DecodeOptions, decode_track, load_decoded, mixture_residual
+from demixbench.data import (
+    STEMS,
+    DatasetError,
+    DecodeOptions,
+    decode_track,
+    load_decoded,
+    mixture_residual,
+    save_channel_major,
+    to_float32,
+)
 from demixbench.synthetic import SyntheticSpec, write_dataset
 
 MP4_SPEC = SyntheticSpec(n_train=2, n_test=1, duration=1.0, seed=5, format="stem.mp4")
@@ -195,6 +205,27 @@ def test_failed_decode_leaves_no_partial_cache(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_cache_files_are_what_np_save_writes_byte_for_byte(tmp_path, dtype):
+    # block-wise conversion from PCM: several blocks and a partial last one, per channel
+    rng = np.random.default_rng(1)
+    pcm = rng.integers(-32768, 32768, (10_001, 2), dtype=np.int16)
+    audio = pcm if dtype == "int16" else to_float32(pcm)
+    save_channel_major(tmp_path / "a.npy", audio, block=4096)
+    expected = io.BytesIO()
+    np.save(expected, np.ascontiguousarray((pcm / 32768.0).astype(np.float32).T))
+    assert (tmp_path / "a.npy").read_bytes() == expected.getvalue()
+
+
+def test_mixture_check_is_the_same_on_pcm_and_on_floats():
+    rng = np.random.default_rng(2)
+    pcm = {stem: rng.integers(-8000, 8000, (5000, 2), dtype=np.int16) for stem in TARGETS}
+    pcm["mixture"] = (sum(pcm[t].astype(np.int32) for t in TARGETS) + rng.integers(-3, 4, (5000, 2))).astype(np.int16)
+    floats = {stem: to_float32(a) for stem, a in pcm.items()}
+    assert mixture_residual(pcm, block=999) == mixture_residual(floats, block=999)
+    assert 0 < mixture_residual(pcm)["max_abs_error"] <= 3 / 32768
+
+
 def test_meta_json_records_the_checks(tmp_path):
     write_track(tmp_path, "Meta - Data", tone_stems())
     decode_track("musdb18hq", tmp_path, "train", "Meta - Data", tmp_path / "out")
@@ -207,21 +238,22 @@ _KILLED_MID_WRITE = """
 import os, signal, sys
 from pathlib import Path
 import numpy as np
-from demixbench.data import decode_track
+from demixbench import data
 
-real_save, saved = np.save, []
+real_save, saved = data.save_channel_major, []
 
-def save_then_die(file, array, *args, **kwargs):
+def save_then_die(path, audio, *args, **kwargs):
     if len(saved) == 2:  # the third stem: half of it written, then SIGKILL, as from the OOM killer
-        file.write(np.lib.format.magic(1, 0))
-        file.write(b"\\0" * (array.nbytes // 2))
-        file.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    saved.append(file)
-    return real_save(file, array, *args, **kwargs)
+        with open(path, "wb") as file:
+            file.write(np.lib.format.magic(1, 0))
+            file.write(b"\\0" * (audio.size * 2))
+            file.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    saved.append(path)
+    return real_save(path, audio, *args, **kwargs)
 
-np.save = save_then_die
-decode_track("musdb18hq", Path(sys.argv[1]), "train", sys.argv[2], Path(sys.argv[3]))
+data.save_channel_major = save_then_die
+data.decode_track("musdb18hq", Path(sys.argv[1]), "train", sys.argv[2], Path(sys.argv[3]))
 """
 
 

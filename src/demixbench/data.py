@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import mmap
 import os
 import shutil
 import subprocess
-import threading
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +219,11 @@ def track_location(layout: str, root: Path, subset: str, track: str) -> Path:
 def read_track(layout: str, root: Path, subset: str, track: str, options: DecodeOptions | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
     """Read one track at its native sample rate.
 
-    Returns (stems, sample_rate, origin): stem -> float32 array (samples, channels) for
-    STEMS, and stem -> the file (and stream) it came from, for messages.
+    Returns (stems, sample_rate, origin): stem -> array (samples, channels) for STEMS, and
+    stem -> the file (and stream) it came from, for messages. Arrays of 16-bit sources (every
+    .stem.mp4, 16-bit wav) are int16 PCM, full scale 32768 (see `to_float32`); other wavs are
+    float32. Keeping PCM as int16 until the cache is written holds half the memory, and memory
+    is what decoding mostly spends its time on (docs/benchmarks.md).
     Raises DatasetError naming the file for missing, unreadable or truncated files, sample-rate
     or length mismatches between stems.
     """
@@ -240,7 +244,8 @@ def _read_wav_track(track_dir: Path) -> tuple[dict[str, np.ndarray], int, dict[s
             raise DatasetError(f"{path}: missing stem file; every track needs {', '.join(s + '.wav' for s in STEMS)}")
         try:
             check_complete(path)
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+            dtype = "int16" if soundfile.info(str(path)).subtype == "PCM_16" else "float32"
+            audio, rate = soundfile.read(str(path), dtype=dtype, always_2d=True)  # (samples, channels)
         except ProbeError as err:
             raise DatasetError(str(err)) from None
         except (RuntimeError, soundfile.LibsndfileError) as err:
@@ -293,52 +298,47 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
 
 
 def _ffmpeg_decode(path: Path, channels: Sequence[int], expected: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
-    """Decode the first len(channels) audio streams (`expected` samples each, from the header) to
-    float32 (samples, channels) arrays as musdb/stempeg do (s16le / 32768), in one ffmpeg run: the container is read and demuxed once,
-    each stream goes to a pipe of its own (drained by a thread each, so ffmpeg never blocks on a
-    full pipe). If that run fails, the streams are decoded one by one to name the broken one."""
+    """Decode the first len(channels) audio streams to int16 PCM (samples, channels) arrays as
+    musdb/stempeg do (s16le), in one ffmpeg run: the container is read and demuxed once.
+
+    Each stream goes to an anonymous scratch file of its own (memory-backed where the OS has
+    memfd), which ffmpeg writes in large blocks and this process then maps without copying. Pipes
+    drained by Python threads cost as much again as the decoding itself (many small reads under
+    the GIL; see docs/benchmarks.md). The files have no name, so a killed run leaves nothing
+    behind. If the run fails, the streams are decoded one by one to name the broken one.
+    `expected` (samples per stream, from the header) is kept for the caller's truncation check.
+    """
     if shutil.which("ffmpeg") is None:
         raise DatasetError(f"{wheres[0]}: ffmpeg not found on PATH; install ffmpeg to decode .stem.mp4 files")
-    pipes = [os.pipe() for _ in channels]
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
-    for k, (_, write) in enumerate(pipes):
-        command += ["-map", f"0:a:{k}", "-f", "s16le", "-acodec", "pcm_s16le", f"pipe:{write}"]
-    outputs: list[bytes | bytearray] = [b""] * len(pipes)
+    scratch = [_scratch_file() for _ in channels]
     try:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=[w for _, w in pipes]
-        )
+        command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
+        for k, fd in enumerate(scratch):
+            command += ["-map", f"0:a:{k}", "-f", "s16le", "-acodec", "pcm_s16le", f"pipe:{fd}"]
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=scratch)
+        if result.returncode != 0:
+            for k, (count, where) in enumerate(zip(channels, wheres)):
+                _ffmpeg_decode_stream(path, k, count, where)  # raises, naming the stream, if one is broken
+            message = result.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise DatasetError(f"{path}: unreadable (ffmpeg exit {result.returncode}: {message})")
+        return [_pcm16(_map_file(fd), count, where) for fd, count, where in zip(scratch, channels, wheres)]
     finally:
-        for _, write in pipes:
-            os.close(write)
+        for fd in scratch:
+            os.close(fd)
 
-    def drain(k: int) -> None:
-        # into a buffer of the size the header announces (grown if the stream is longer), so
-        # a long track is not copied over and over as a growing bytes object would be
-        buffer, filled = bytearray(2 * channels[k] * (expected[k] + 4096)), 0
-        with open(pipes[k][0], "rb", buffering=0) as reader:
-            while True:
-                if filled == len(buffer):
-                    buffer.extend(bytes(len(buffer) // 2 + 1))
-                count = reader.readinto(memoryview(buffer)[filled:])
-                if not count:
-                    break
-                filled += count
-        del buffer[filled:]
-        outputs[k] = buffer
 
-    readers = [threading.Thread(target=drain, args=(k,), daemon=True) for k in range(len(pipes))]
-    for reader in readers:
-        reader.start()
-    stderr = process.stderr.read()
-    for reader in readers:
-        reader.join()
-    if process.wait() != 0:
-        for k, (count, where) in enumerate(zip(channels, wheres)):
-            _ffmpeg_decode_stream(path, k, count, where)  # raises, naming the stream, if one is broken
-        message = stderr.decode("utf-8", "replace").strip()[-300:]
-        raise DatasetError(f"{path}: unreadable (ffmpeg exit {process.returncode}: {message})")
-    return [_pcm_to_float(data, count, where) for data, count, where in zip(outputs, channels, wheres)]
+def _scratch_file() -> int:
+    """A file descriptor of an unnamed read/write file: memory-backed (memfd) on Linux, else an
+    already-unlinked temporary file in TMPDIR. Either way it disappears with its last descriptor."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("demixbench-pcm")  # ffmpeg inherits it through pass_fds
+    return os.dup(tempfile.TemporaryFile().fileno())
+
+
+def _map_file(fd: int) -> memoryview | bytes:
+    """The whole content of file `fd` as a read-only buffer (mapped, not copied)."""
+    size = os.fstat(fd).st_size
+    return memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ)) if size else b""
 
 
 def _ffmpeg_decode_stream(path: Path, stream: int, channels: int, where: str) -> np.ndarray:
@@ -350,26 +350,52 @@ def _ffmpeg_decode_stream(path: Path, stream: int, channels: int, where: str) ->
     if result.returncode != 0:
         message = result.stderr.decode("utf-8", "replace").strip()[-300:]
         raise DatasetError(f"{where}: unreadable (ffmpeg exit {result.returncode}: {message})")
-    return _pcm_to_float(result.stdout, channels, where)
+    return _pcm16(result.stdout, channels, where)
 
 
-def _pcm_to_float(data: bytes | bytearray, channels: int, where: str) -> np.ndarray:
-    """Interleaved s16le -> float32 / 32768 (exact: a power of two), as a (samples, channels)
-    view of a channel-major (channels, samples) array: one pass does the conversion and the
-    transposition the cache needs (its arrays are (channels, samples))."""
+def _pcm16(data: bytes | bytearray | memoryview, channels: int, where: str) -> np.ndarray:
+    """Interleaved s16le bytes -> int16 (samples, channels), a view of `data` (no copy)."""
     if channels < 1 or len(data) % (2 * channels):
         raise DatasetError(f"{where}: ffmpeg returned {len(data)} bytes, not whole {channels}-channel frames")
-    pcm = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
-    out = np.empty((channels, pcm.shape[0]), dtype=np.float32)
-    np.multiply(pcm.T, np.float32(1.0 / 32768.0), out=out)
-    return out.T
+    return np.frombuffer(data, dtype="<i2").reshape(-1, channels)
+
+
+def _scale(audio: np.ndarray) -> float:
+    """The factor from `audio`'s values to float amplitudes: 1/32768 for int16 PCM (as musdb and
+    stempeg divide; exact, a power of two), 1 for float arrays."""
+    return LSB16 if audio.dtype == np.int16 else 1.0
+
+
+def to_float32(audio: np.ndarray) -> np.ndarray:
+    """(samples, channels) int16 PCM or float audio -> float32, PCM divided by 32768."""
+    return np.multiply(audio, np.float32(_scale(audio)), dtype=np.float32)
+
+
+def save_channel_major(path: Path, audio: np.ndarray, block: int = 1 << 18) -> None:
+    """Write (samples, channels) audio, int16 PCM or float, to `path` as the float32 (channels,
+    samples) .npy that ``np.save(path, to_float32(audio).T.copy())`` writes, byte for byte.
+
+    The conversion runs block by block through one small buffer: the float32 array of the
+    whole track (for a 10-minute stem, 200 MB) is never held in memory.
+    """
+    samples, channels = audio.shape
+    scale = np.float32(_scale(audio))
+    buffer = np.empty(block, dtype=np.float32)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (channels, samples)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for channel in range(channels):
+            for start in range(0, samples, block):
+                part = buffer[: min(block, samples - start)]
+                np.multiply(audio[start : start + len(part), channel], scale, out=part, dtype=np.float32)
+                part.tofile(f)
 
 
 def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dict[str, float]:
     """How far the mixture is from the sum of the stems.
 
     Args:
-        arrays: STEMS -> (samples, channels) arrays of equal shape.
+        arrays: STEMS -> (samples, channels) arrays of equal shape, int16 PCM or float.
     Returns:
         {"max_abs_error": largest |mixture - sum| over samples where the mixture is below
         16-bit full scale, "snr_db": 10 log10(energy(mixture) / energy(mixture - sum))}
@@ -380,10 +406,10 @@ def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 20) -> dic
     max_abs, signal, residual = 0.0, 0.0, 0.0
     for start in range(0, n, block):
         part = slice(start, start + block)
-        mixture = np.array(arrays["mixture"][part], dtype=np.float64)
+        mixture = np.multiply(arrays["mixture"][part], _scale(arrays["mixture"]), dtype=np.float64)
         error = mixture.copy()
-        for target in TARGETS:  # error = mixture - sum of the stems, in float64, in place
-            error -= arrays[target][part]
+        for target in TARGETS:  # error = mixture - sum of the stems, in float64 (exact for PCM), in place
+            error -= np.multiply(arrays[target][part], _scale(arrays[target]), dtype=np.float64)
         # einsum: any memory layout (the decoded arrays are channel-major views), no copies
         signal += float(np.einsum("ij,ij->", mixture, mixture))
         residual += float(np.einsum("ij,ij->", error, error))
@@ -463,7 +489,7 @@ def decode_track(
 
     mono = []
     for stem, audio in arrays.items():
-        if not np.isfinite(audio).all():
+        if audio.dtype.kind == "f" and not np.isfinite(audio).all():  # PCM is finite by construction
             bad = int(np.count_nonzero(~np.isfinite(audio)))
             raise DatasetError(f"{origin[stem]}: {bad} NaN or Inf samples; the file is damaged, restore it")
         if audio.shape[1] == 1:
@@ -478,7 +504,7 @@ def decode_track(
 
     if native_rate != sample_rate:
         log.info("%s: resampling %d Hz -> %d Hz (torchaudio.functional.resample)", location, native_rate, sample_rate)
-        arrays = {stem: _resample(audio, native_rate, sample_rate) for stem, audio in arrays.items()}
+        arrays = {stem: _resample(to_float32(audio), native_rate, sample_rate) for stem, audio in arrays.items()}
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -486,9 +512,8 @@ def decode_track(
         for stale in remove_stale_temporaries(out_dir / name):
             log.info("removed %s, left by an earlier decode of %s that was killed", stale.name, track)
     for stem in STEMS:
-        audio = np.ascontiguousarray(np.asarray(arrays[stem], dtype=np.float32).T)  # (channels, samples)
-        with atomic_path(out_dir / f"{stem}.npy") as temporary, open(temporary, "wb") as f:
-            np.save(f, audio)
+        with atomic_path(out_dir / f"{stem}.npy") as temporary:
+            save_channel_major(temporary, arrays[stem])
     samples = int(arrays["mixture"].shape[0])
     meta = {
         "track": track,
