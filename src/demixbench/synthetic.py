@@ -47,10 +47,10 @@ other tracks are generated, and the same spec always yields byte-identical files
 All synthesis is vectorised over samples (loops only run over notes and events), so a
 12 s track takes a fraction of a second.
 
-Imports: ``scipy.signal`` is imported inside the synthesis functions that use it, not at the
-top. The workflow imports this module when it builds the DAG (for ``track_names``), and
-``scipy.signal`` alone takes about 0.7 s to import: every ``snakemake`` invocation, and on a
-cluster every job, would pay for it.
+Imports: ``scipy.signal`` and ``scipy.io.wavfile`` are imported inside the functions that
+use them, not at the top. The workflow imports this module when it builds the DAG (for
+``track_names``), and scipy takes about 0.9 s to import: every ``snakemake`` invocation, and
+on a cluster every job, would pay for it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.io import wavfile
 from tqdm import tqdm
 
 from demixbench import SAMPLE_RATE, TARGETS
@@ -271,6 +270,8 @@ def _write_track(spec: SyntheticSpec, split_dir: Path, name: str, stems: dict[st
             # 16-bit PCM as in MUSDB18-HQ (musdb decodes every file as s16le anyway). The
             # samples are already on the 16-bit grid, so this is lossless. scipy rather than
             # soundfile writes them so that two runs of the same spec are byte-identical.
+            from scipy.io import wavfile  # imported on use: see "Imports" in the module docstring
+
             pcm = np.round(stems[stem] * _PCM_SCALE).astype(np.int16)
             wavfile.write(track_dir / f"{stem}.wav", spec.sample_rate, pcm)
     else:
