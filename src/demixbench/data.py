@@ -278,7 +278,7 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
         if streams[k].sample_rate != rate:
             raise DatasetError(f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz")
     used = streams[: len(STEMS)]
-    decoded = _ffmpeg_decode(path, [stream.channels for stream in used], [stream.samples for stream in used], wheres)
+    decoded = _ffmpeg_decode(path, [stream.channels for stream in used], wheres)
     for k, stem in enumerate(STEMS):
         where, audio = wheres[k], decoded[k]
         # ffmpeg can stop early on a damaged stream without failing: compare with the header.
@@ -297,7 +297,7 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     return arrays, rate, origin
 
 
-def _ffmpeg_decode(path: Path, channels: Sequence[int], expected: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
+def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -> list[np.ndarray]:
     """Decode the first len(channels) audio streams to int16 PCM (samples, channels) arrays as
     musdb/stempeg do (s16le), in one ffmpeg run: the container is read and demuxed once.
 
@@ -306,7 +306,6 @@ def _ffmpeg_decode(path: Path, channels: Sequence[int], expected: Sequence[int],
     drained by Python threads cost as much again as the decoding itself (many small reads under
     the GIL; see docs/benchmarks.md). The files have no name, so a killed run leaves nothing
     behind. If the run fails, the streams are decoded one by one to name the broken one.
-    `expected` (samples per stream, from the header) is kept for the caller's truncation check.
     """
     if shutil.which("ffmpeg") is None:
         raise DatasetError(f"{wheres[0]}: ffmpeg not found on PATH; install ffmpeg to decode .stem.mp4 files")
