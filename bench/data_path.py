@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from demixbench import TARGETS
-from demixbench.data import decode_track, list_tracks
+from demixbench.data.decode import decode_track
+from demixbench.data.layout import list_tracks
 from demixbench.models import build_model
-from demixbench.synthetic import SyntheticSpec, write_dataset
-from demixbench.train import ChunkSampler
+from demixbench.data.synthetic.spec import SyntheticSpec
+from demixbench.data.synthetic.writer import write_dataset
+from demixbench.train.sampler import ChunkSampler
 
 
 def musdb_on_the_fly(root: Path, examples: int, segment_seconds: float, rng: np.random.Generator) -> float:

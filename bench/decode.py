@@ -9,7 +9,7 @@ workflow's own prepare_dataset rule (not timed). Then, on the same files:
 * the decode stage: `snakemake --cores 2` with every track's decoded cache as the targets, in
   the working directory of the generated dataset, i.e. one decode_track job per track (probe, decode, checks, float32
   cache written atomically), two at a time; the time includes Snakemake's start and DAG;
-* the same library call (`demixbench.data.decode_track`) in a pool of 2 processes, without
+* the same library call (`demixbench.data.decode.decode_track`) in a pool of 2 processes, without
   Snakemake, for where the stage's time goes.
 
 Throughput is seconds of audio (tracks x duration) per second of wall time. Target: the stage at
@@ -69,7 +69,7 @@ def snakemake(workdir: Path, *args: str) -> float:
 
 
 def decode_one(args: tuple[str, str, str, str]) -> None:
-    from demixbench.data import decode_track
+    from demixbench.data.decode import decode_track
 
     root, subset, track, out = args
     decode_track("synthetic", Path(root), subset, track, Path(out))

@@ -28,7 +28,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from demixbench.synthetic import SyntheticSpec, write_dataset  # noqa: E402
+from demixbench.data.synthetic.spec import SyntheticSpec  # noqa: E402
+from demixbench.data.synthetic.writer import write_dataset  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 

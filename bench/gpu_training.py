@@ -1,7 +1,7 @@
 """Benchmark: training steps per second of the paper-scale models with and without mixed precision,
 and the peak GPU memory of `demucs_v1` at the paper's batch of 64 (10-s examples).
 
-Each (model, precision) runs the training step of demixbench.train (autocast forward, the model's
+Each (model, precision) runs the training step of demixbench.train.loop (autocast forward, the model's
 separation loss, GradScaler for fp16, Adam step) on random stereo batches already on the device, so
 it measures the model, not the data path (bench/data_path.py covers that). Times are taken after
 warm-up steps with CUDA synchronised; the peak memory is torch.cuda.max_memory_allocated. Ratios
@@ -22,7 +22,8 @@ import time
 import torch
 
 from demixbench.models import build_model
-from demixbench.train import PRECISIONS, _MixedPrecision
+from demixbench.train.config import PRECISIONS
+from demixbench.train.loop import _MixedPrecision
 
 #: Paper-scale models with their paper batch size and example length (config.yaml).
 MODELS = {

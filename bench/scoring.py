@@ -1,4 +1,4 @@
-"""Benchmark: demixbench's exact BSS Eval v4 scorer (demixbench.bss_eval.bss_eval_v4) against
+"""Benchmark: demixbench's exact BSS Eval v4 scorer (demixbench.score.bss_eval.bss_eval_v4) against
 museval.evaluate(mode="v4") on the same 4-source stereo 44.1 kHz inputs.
 
 Inputs are synthetic float32 "stems" (coloured noise, a nearly-mono bass) and estimates made of
@@ -57,7 +57,7 @@ def status(key):
 if which == "museval":
     import museval
 else:
-    from demixbench.bss_eval import bss_eval_v4
+    from demixbench.score.bss_eval import bss_eval_v4
 try:  # start the peak from the current resident set: inputs in, generation garbage gone
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")

@@ -3,7 +3,7 @@ track, per model, and the ratio of the two peaks (target: at most 1.5x).
 
 Each measurement runs in a fresh process (peak resident memory, VmHWM, is per process) that builds
 the model with its constructor arguments, writes a noise "mixture" in pieces and streams the
-separation to files with demixbench.separate.separate_track_file.
+separation to files with demixbench.separate.track.separate_track.
 
 Usage: .venv/bin/python bench/separation.py [--models unet_demo demucs_demo unet_paper] [--minutes 1 10]
 """
@@ -28,9 +28,9 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 import numpy as np, torch
-from demixbench.checkpoint import save_checkpoint
+from demixbench.models.checkpoint import save_checkpoint
 from demixbench.models import build_model
-from demixbench.separate import separate_track_file
+from demixbench.separate.track import SeparationConfig, separate_track
 arch, args, minutes, folder, segment = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -43,7 +43,7 @@ with open(folder / "mixture.npy", "wb") as f:
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
 started = time.perf_counter()
-separate_track_file(folder / "model.pt", folder / "mixture.npy", folder / "out", segment_seconds=segment, device="cpu")
+separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", SeparationConfig(segment_seconds=segment, device="cpu"))
 seconds = time.perf_counter() - started
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024}))

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from demixbench.data import decode_track, list_tracks
-from demixbench.synthetic import SyntheticSpec, track_names, write_dataset
+from demixbench.data.decode import decode_track
+from demixbench.data.layout import list_tracks
+from demixbench.data.synthetic import SyntheticSpec, track_names
+from demixbench.data.synthetic.writer import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,21 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from demixbench.acquire import (
-    KNOWN_ARCHIVES,
-    AcquireSpec,
-    Checksum,
-    DownloadOptions,
-    download,
-    extract_archive,
-    ingest,
-    musdb_sample_url,
-    read_lock,
-    redact_url,
-)
-from demixbench.data import DatasetError, decode_track
-from demixbench.synthetic import SyntheticSpec, track_names, write_dataset
-from demixbench.verify import VerifySpec
+from demixbench.data.acquire.archive import extract_archive
+from demixbench.data.acquire.checksums import Checksum, KNOWN_ARCHIVES
+from demixbench.data.acquire.http import DownloadOptions, download, redact_url
+from demixbench.data.acquire.ingest import AcquireSpec, ingest
+from demixbench.data.acquire.lock import read_lock
+from demixbench.data.layout import musdb_sample_url
+from demixbench.data.decode import decode_track
+from demixbench.data.layout import DatasetError
+from demixbench.data.synthetic.spec import SyntheticSpec, track_names
+from demixbench.data.synthetic.writer import write_dataset
+from demixbench.data.verify import VerifySpec
+from demixbench.fileio import atomic_directory
 
 TINY = SyntheticSpec(n_train=2, n_test=1, duration=1.0, seed=5)
 TINY_MP4 = SyntheticSpec(n_train=2, n_test=1, duration=1.0, seed=5, format="stem.mp4")
@@ -250,7 +247,7 @@ def test_published_checksum_applies_without_override(server, wav_zip, tmp_path):
 def test_server_error_is_retried(server, wav_zip, tmp_path, caplog):
     server.files["/a.zip"] = wav_zip
     server.actions = [500]
-    with caplog.at_level(logging.WARNING, logger="demixbench.acquire"):
+    with caplog.at_level(logging.WARNING, logger="demixbench.data.acquire.http"):
         download(server.url("/a.zip"), tmp_path / "a.zip", options=FAST)
     assert (tmp_path / "a.zip").read_bytes() == wav_zip and len(server.requests) == 2
     assert "HTTP 500; retry 1/2" in caplog.text
@@ -413,10 +410,25 @@ def test_interrupted_extraction_leaves_nothing(wav_zip, tmp_path, monkeypatch):
         return real(src, dst, length)
 
     real = shutil.copyfileobj
-    monkeypatch.setattr("demixbench.acquire.shutil.copyfileobj", interrupted)
+    monkeypatch.setattr("demixbench.data.acquire.archive.shutil.copyfileobj", interrupted)
     with pytest.raises(KeyboardInterrupt):
         extract_archive(archive, tmp_path / "out", verify_spec("musdb18hq"), progress=False)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_atomic_directory_removes_leftovers_and_never_clobbers(tmp_path):
+    stale = tmp_path / ".out.partial-1"  # left by a killed run
+    (stale / "train").mkdir(parents=True)
+    with atomic_directory(tmp_path / "out") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.partial-") and list(tmp.iterdir()) == []
+        assert not stale.exists()
+        (tmp / "file").write_text("x")
+    assert (tmp_path / "out" / "file").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(FileExistsError, match="appeared"):
+        with atomic_directory(tmp_path / "late"):
+            (tmp_path / "late").mkdir()  # another process got there first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late", "out"]
 
 
 def test_synthetic_ingest(tmp_path):

@@ -1,4 +1,4 @@
-"""demixbench.bss_eval.bss_eval_v4 against museval.evaluate(mode="v4") itself.
+"""demixbench.score.bss_eval.bss_eval_v4 against museval.evaluate(mode="v4") itself.
 
 Short signals with small frames (win = hop = 8000 samples, i.e. 1 s at an 8 kHz "sample rate")
 keep museval's run time down; the filters are still museval's 512 taps.
@@ -20,9 +20,9 @@ from scipy.signal import lfilter
 
 museval = pytest.importorskip("museval")
 
-from demixbench import bss_eval  # noqa: E402
-from demixbench.bss_eval import bss_eval_v4  # noqa: E402
-from demixbench.scoring import BACKENDS, ScoringConfig, score_track  # noqa: E402
+from demixbench.score import bss_eval  # noqa: E402
+from demixbench.score.bss_eval import bss_eval_v4  # noqa: E402
+from demixbench.score.track import BACKENDS, ScoringConfig, score_arrays  # noqa: E402
 
 NAMES = ("SDR", "ISR", "SIR", "SAR")
 WIN = 8000
@@ -135,8 +135,8 @@ def test_fast_backend_in_score_track():
     references = rng.standard_normal((4, 2, 2 * 8000)).astype(np.float32)  # (targets, channels, samples)
     estimates = references + 0.3 * rng.standard_normal(references.shape).astype(np.float32)
     config = dict(sample_rate=8000)
-    slow = score_track(references, estimates, config=ScoringConfig(backend="museval", **config))
-    fast = score_track(references, estimates, config=ScoringConfig(backend="fast", **config))
+    slow = score_arrays(references, estimates, config=ScoringConfig(backend="museval", **config))
+    fast = score_arrays(references, estimates, config=ScoringConfig(backend="fast", **config))
     assert list(BACKENDS) == ["museval", "fast"]
     for a, b in zip(slow["targets"], fast["targets"]):
         for fa, fb in zip(a["frames"], b["frames"]):

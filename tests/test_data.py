@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from demixbench import TARGETS
-from demixbench.data import DatasetError, dataset_layout, decode_track, list_tracks, load_decoded, musdb_validation_tracks
+from demixbench.data.cache import load_decoded
+from demixbench.data.decode import decode_track
+from demixbench.data.layout import DatasetError, dataset_layout, list_tracks, musdb_validation_tracks
 
 from conftest import SMALL_SPEC
 

@@ -13,17 +13,11 @@ import soundfile as sf
 import stempeg
 
 from demixbench import TARGETS
-from demixbench.data import (
-    STEMS,
-    DatasetError,
-    DecodeOptions,
-    decode_track,
-    load_decoded,
-    mixture_residual,
-    save_channel_major,
-    to_float32,
-)
-from demixbench.synthetic import SyntheticSpec, write_dataset
+from demixbench.data.cache import load_decoded, save_channel_major, to_float32
+from demixbench.data.decode import DecodeOptions, decode_track, mixture_residual
+from demixbench.data.layout import DatasetError, STEMS
+from demixbench.data.synthetic.spec import SyntheticSpec
+from demixbench.data.synthetic.writer import write_dataset
 
 MP4_SPEC = SyntheticSpec(n_train=2, n_test=1, duration=1.0, seed=5, format="stem.mp4")
 
@@ -56,7 +50,7 @@ def mp4_dataset(tmp_path_factory):
 
 def test_48khz_track_is_resampled_with_a_log_line(tmp_path, caplog):
     write_track(tmp_path, "High Rate - Track", tone_stems(samples=48000), rate=48000)
-    with caplog.at_level(logging.INFO, logger="demixbench.data"):
+    with caplog.at_level(logging.INFO, logger="demixbench.data.decode"):
         meta = decode_track("musdb18hq", tmp_path, "train", "High Rate - Track", tmp_path / "out")
     arrays = load_decoded(tmp_path / "out")
     assert arrays["mixture"].shape == (2, 44100)
@@ -67,7 +61,7 @@ def test_48khz_track_is_resampled_with_a_log_line(tmp_path, caplog):
 def test_mono_track_is_duplicated_with_a_warning(tmp_path, caplog):
     stems = tone_stems(channels=1)
     write_track(tmp_path, "Mono - Song", stems)
-    with caplog.at_level(logging.WARNING, logger="demixbench.data"):
+    with caplog.at_level(logging.WARNING, logger="demixbench.data.decode"):
         meta = decode_track("musdb18hq", tmp_path, "train", "Mono - Song", tmp_path / "out")
     arrays = load_decoded(tmp_path / "out")
     assert arrays["vocals"].shape == (2, 44100)
@@ -113,7 +107,7 @@ def test_mixture_that_is_not_the_sum_is_refused_unless_warned(tmp_path, caplog):
     with pytest.raises(DatasetError, match="not the sum of the stems") as err:
         decode_track("musdb18hq", tmp_path, "train", "Wrong - Sum", tmp_path / "out")
     assert str(folder) in str(err.value)
-    with caplog.at_level(logging.WARNING, logger="demixbench.data"):
+    with caplog.at_level(logging.WARNING, logger="demixbench.data.decode"):
         meta = decode_track("musdb18hq", tmp_path, "train", "Wrong - Sum", tmp_path / "out", options=DecodeOptions(mixture_check="warn"))
     assert meta["mixture_check"]["passed"] is False and "not the sum" in caplog.text
 
@@ -123,7 +117,7 @@ def test_known_erratum_only_warns(tmp_path, caplog):
     stems["mixture"] = stems["mixture"].copy()
     stems["mixture"][:, 0] *= 0.5  # the left channel does not add up, as in the official erratum
     write_track(tmp_path, "PR - Oh No", stems, subset="test")
-    with caplog.at_level(logging.WARNING, logger="demixbench.data"):
+    with caplog.at_level(logging.WARNING, logger="demixbench.data.decode"):
         decode_track("musdb18hq", tmp_path, "test", "PR - Oh No", tmp_path / "out")
     assert "known erratum" in caplog.text
 
@@ -238,7 +232,7 @@ _KILLED_MID_WRITE = """
 import os, signal, sys
 from pathlib import Path
 import numpy as np
-from demixbench import data
+from demixbench.data import decode as data
 
 real_save, saved = data.save_channel_major, []
 

@@ -25,14 +25,17 @@ import numpy as np
 import pytest
 import torch
 
-from demixbench import distributed
+from demixbench.train import distributed
 from demixbench.audio import STFTConfig
-from demixbench.distributed import launch, local_batch_size
+from demixbench.train.distributed import launch, local_batch_size
 from demixbench.models import build_model
-from demixbench.stats import save_input_stats
-from demixbench.train import ChunkSampler, GANConfig, ModelSpec, TrainConfig, _sync_batchnorm, train
-from demixbench.train_main import train_arguments, write_arguments
-from demixbench.verify import VerifySpec, verify_dataset
+from demixbench.data.stats import save_input_stats
+from demixbench.models import ModelSpec
+from demixbench.train.config import GANConfig, TrainConfig
+from demixbench.train.loop import _sync_batchnorm, train
+from demixbench.train.sampler import ChunkSampler
+from demixbench.train.worker import train_arguments, write_arguments
+from demixbench.data.verify import VerifySpec, verify_dataset
 
 from conftest import REPO, SMALL_SPEC
 
@@ -77,7 +80,7 @@ def two_processes(decoded, small_splits, tmp_path_factory) -> tuple[Path, str]:
 def test_two_processes_give_the_weights_of_one(two_processes, decoded, small_splits, tmp_path):
     out, log = two_processes
     assert "on 2 processes (cpu), batch 2 each" in log and "[rank 0/2]" in log
-    assert "[rank 1/2] demixbench.train" not in log  # only rank 0 logs information
+    assert "[rank 1/2] demixbench.train.loop" not in log  # only rank 0 logs information
     assert not (out / "work" / "state.pt").exists() and (out / "history.png").is_file()
     one = tmp_path / "one"
     history = train(**train_arguments(_arguments(decoded, small_splits, one)))
@@ -102,7 +105,7 @@ def test_gan_variant_with_two_processes_matches_one(decoded, small_splits, tmp_p
     torch.testing.assert_close(_weights(two), _weights(one), **TOLERANCE)
 
 
-DRIVER = "import sys; from demixbench.distributed import launch; launch(sys.argv[1], 2, log=sys.argv[2])"
+DRIVER = "import sys; from demixbench.train.distributed import launch; launch(sys.argv[1], 2, log=sys.argv[2])"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])

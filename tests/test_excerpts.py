@@ -14,8 +14,9 @@ import pytest
 import soundfile as sf
 
 from demixbench import SAMPLE_RATE, TARGETS
-from demixbench.excerpts import ExcerptSource, choose_excerpt, choose_window, encode_clip, write_listening_page
-from demixbench.separate import write_estimates
+from demixbench.report.excerpts import ExcerptSource, choose_excerpt, choose_window, encode_clip
+from demixbench.report.listening import write_listening_page
+from demixbench.separate.estimates import write_estimates
 
 SR = SAMPLE_RATE
 #: Apostrophe, space and a non-ASCII letter: all must survive escaping and the file system.

@@ -11,11 +11,13 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.audio import STFT, STFTConfig
-from demixbench.checkpoint import save_checkpoint
-from demixbench.data import NpyReader
+from demixbench.models.checkpoint import save_checkpoint
+from demixbench.data.cache import NpyReader
 from demixbench.models import build_model
-from demixbench.separate import iter_separate, read_estimates, separate, separate_track_file
-from demixbench.wiener import multichannel_wiener
+from demixbench.separate.apply import iter_separate, separate
+from demixbench.separate.estimates import read_estimates
+from demixbench.separate.track import SeparationConfig, separate_track
+from demixbench.separate.wiener import multichannel_wiener
 
 UNET_ARGS = {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]}
 
@@ -46,11 +48,11 @@ def test_streamed_blocks_equal_the_whole_track(mixture):
     np.testing.assert_array_equal(np.concatenate(blocks, axis=-1), separate(model, mixture, segment=8000, overlap=0.25))
 
 
-def test_separate_track_file_streams_what_separate_computes(mixture, tmp_path):
+def test_separate_track_streams_what_separate_computes(mixture, tmp_path):
     model = _unet()
     save_checkpoint(model, tmp_path / "model.pt", arch="unet", args=UNET_ARGS, config={})
     np.save(tmp_path / "mixture.npy", mixture)
-    separate_track_file(tmp_path / "model.pt", tmp_path / "mixture.npy", tmp_path / "out", segment_seconds=8000 / 44100, device="cpu")
+    separate_track(tmp_path / "model.pt", tmp_path / "mixture.npy", tmp_path / "out", SeparationConfig(segment_seconds=8000 / 44100, device="cpu"))
     written = read_estimates(tmp_path / "out", TARGETS)
     expected = separate(model, mixture, segment=int(8000 / 44100 * 44100))
     np.testing.assert_array_equal(written, expected)
@@ -113,9 +115,9 @@ def test_npy_reader_windows(tmp_path, mixture):
 PEAK_MEMORY = """
 import sys, numpy as np, torch
 from pathlib import Path
-from demixbench.checkpoint import save_checkpoint
+from demixbench.models.checkpoint import save_checkpoint
 from demixbench.models import build_model
-from demixbench.separate import separate_track_file
+from demixbench.separate.track import SeparationConfig, separate_track
 seconds, folder = float(sys.argv[1]), Path(sys.argv[2])
 torch.manual_seed(0)
 model = build_model("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
@@ -127,7 +129,7 @@ with open(folder / "mixture.npy", "wb") as f:  # written in pieces: the test mus
     for channel in range(2):
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
-separate_track_file(folder / "model.pt", folder / "mixture.npy", folder / "out", segment_seconds=5.0, device="cpu")
+separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", SeparationConfig(segment_seconds=5.0, device="cpu"))
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 

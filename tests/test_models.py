@@ -7,7 +7,8 @@ from torch.nn.utils import parametrize
 
 from demixbench import TARGETS
 from demixbench.models import ARCHITECTURES, DISCRIMINATORS, build_discriminator, build_model
-from demixbench.models.discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from demixbench.models.base import Separator
+from demixbench.models.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 
 SMALL_UNET = dict(n_fft=512, hop_length=128, max_bins=256, channels=[4, 8, 16, 32])
 
@@ -80,6 +81,16 @@ def test_registry_errors_name_the_allowed_values():
     assert {cls.domain for cls in ARCHITECTURES.values()} == {"spectrogram", "waveform"}
     assert {cls.domain for cls in DISCRIMINATORS.values()} == {"spectrogram", "waveform"}
 
+
+
+def test_every_architecture_is_a_separator():
+    """UNet and DemucsV1 provide what demixbench.models.base.Separator states (without inheriting from it)."""
+    models = [build_model("unet", SMALL_UNET), build_model("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})]
+    assert {type(model) for model in models} == set(ARCHITECTURES.values())
+    for model in models:
+        assert isinstance(model, Separator) and Separator not in type(model).__mro__
+        assert model.targets == TARGETS and model.domain in {"spectrogram", "waveform"}
+    assert not isinstance(build_discriminator("patchgan", {}), Separator)  # no targets, no separation_loss
 
 # --- Demucs v1 -----------------------------------------------------------------------------------
 
@@ -316,7 +327,7 @@ def test_losses_average_over_logit_maps():
 
 
 def test_waveform_gan_step_as_in_training():
-    """One generator/discriminator step the way demixbench.train does it, Demucs + each waveform discriminator."""
+    """One generator/discriminator step the way demixbench.train.loop does it, Demucs + each waveform discriminator."""
     for kind, args in [("multiscale", TINY_MULTISCALE), ("multiperiod", TINY_MULTIPERIOD)]:
         model = build_model("demucs_v1", TINY_DEMUCS)
         discriminator = build_discriminator(kind, args)

@@ -5,17 +5,19 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.audio import STFTConfig
-from demixbench.data import load_decoded
-from demixbench.oracles import (
+from demixbench.data.cache import load_decoded
+from demixbench.separate.oracles import (
     ORACLES,
     binary_mask_oracle,
     ideal_binary_masks,
     ideal_ratio_masks,
     mwf_oracle,
     oracle_estimates,
+    separate_oracle,
 )
-from demixbench.scoring import nsdr
-from demixbench.separate import read_estimates, separate, write_estimates
+from demixbench.score.track import nsdr, score_track
+from demixbench.separate.apply import separate
+from demixbench.separate.estimates import read_estimates, write_estimates
 
 STFT = STFTConfig(n_fft=1024, hop_length=256)
 
@@ -224,16 +226,14 @@ def test_estimates_round_trip_as_float_wav(tmp_path):
 
 def test_oracle_files_score_and_rank_as_expected(decoded, small_splits, tmp_path):
     """File-level path of the workflow: oracle estimates -> wav files -> museval JSON -> table reader."""
-    from demixbench.oracles import oracle_track_file
-    from demixbench.scoring import score_track_files
-    from demixbench.table import load_track_scores
+    from demixbench.score.scorefile import load_track_scores
 
     track = small_splits.test[0]
     medians = {}
     for oracle in ("MIX", "IRM2"):
-        oracle_track_file(oracle, decoded[track], tmp_path / oracle, STFT)
+        separate_oracle(oracle, decoded[track], tmp_path / oracle, STFT)
         out = tmp_path / "scores" / oracle / f"{track}.json.gz"
-        score_track_files(decoded[track], tmp_path / oracle, out)
+        score_track(decoded[track], tmp_path / oracle, out)
         medians[oracle] = {t: np.nanmedian(v) for t, v in load_track_scores(out).items()}
     for target in TARGETS:
         assert medians["IRM2"][target] > medians["MIX"][target] + 3

@@ -1,4 +1,4 @@
-"""Tests of demixbench.plots: boxplots, per-seed scatter and learning curves."""
+"""Tests of demixbench.report.plots: boxplots, per-seed scatter and learning curves."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from demixbench import TARGETS
-from demixbench.plots import (
+from demixbench.report.plots import (
     _learning_curves_figure,
     _read_history,
     _seed_scatter_figure,
@@ -25,7 +25,9 @@ from demixbench.plots import (
     seed_scatter_data,
     track_values,
 )
-from demixbench.table import ALL, Comparison, MethodRuns, build_table, track_frame_medians
+from demixbench.table.build import build_table
+from demixbench.table.model import ALL, Comparison, MethodRuns
+from demixbench.table.runs import track_frame_medians
 
 SISEC18 = Path(__file__).parent / "data" / "sisec18"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -100,7 +102,7 @@ def synthetic_methods(tmp_path: Path) -> tuple[list[MethodRuns], list[Comparison
 
 
 def write_history(path: Path, rows: Sequence[Mapping[str, float]]) -> Path:
-    """A history.csv as demixbench.train writes it (header, one line per epoch)."""
+    """A history.csv as demixbench.train.history writes it (header, one line per epoch)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(rows[0])
     lines = [",".join(columns)] + [",".join(repr(row[c]) for c in columns) for row in rows]

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from demixbench.provenance import config_hash, stage_wall_times, write_run_provenance
+from demixbench.provenance import config_hash
+from demixbench.report.run import stage_wall_times, write_run_provenance
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -31,8 +32,9 @@ def test_stage_wall_times_sum_per_rule(tmp_path):
 def test_write_run_provenance(tmp_path):
     _bench(tmp_path / "bench/decode_track/x.tsv", 1.25, 50.0)
     config = {"seeds": [1, 2], "models": {"m<1>": {}}}
-    from demixbench.synthetic import SyntheticSpec, write_dataset
-    from demixbench.verify import VerifySpec, verify_dataset
+    from demixbench.data.synthetic.spec import SyntheticSpec
+    from demixbench.data.synthetic.writer import write_dataset
+    from demixbench.data.verify import VerifySpec, verify_dataset
 
     spec = SyntheticSpec(n_train=2, n_test=1, duration=0.5, seed=3)
     write_dataset(spec, tmp_path / "data")
@@ -52,7 +54,7 @@ def test_write_run_provenance(tmp_path):
 def test_checkpoint_provenance_has_the_config_hash_and_what_the_caller_adds(tmp_path):
     from torch import nn
 
-    from demixbench.checkpoint import metadata_path, save_checkpoint
+    from demixbench.models.checkpoint import metadata_path, save_checkpoint
 
     config = {"model": {"arch": "x"}, "train": {"seed": 3}}
     fingerprint = {"fingerprint": "abc", "source": "musdb18hq", "counts": {"train": 100, "test": 50}}

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from demixbench.train import ModelSpec, TrainConfig, train
+from demixbench.models import ModelSpec
+from demixbench.train.config import TrainConfig
+from demixbench.train.loop import train
 
 SPEC = ModelSpec("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
 CONFIG = TrainConfig(seed=5, epochs=4, steps_per_epoch=5, batch_size=2, segment_seconds=0.5, valid_segment_seconds=3.0, checkpoint_every_steps=1)
@@ -23,7 +25,9 @@ DRIVER = """
 import json, sys
 from pathlib import Path
 from demixbench.logs import setup_logging
-from demixbench.train import ModelSpec, TrainConfig, train
+from demixbench.models import ModelSpec
+from demixbench.train.config import TrainConfig
+from demixbench.train.loop import train
 setup_logging()
 a = json.loads(sys.argv[1])
 train(ModelSpec(**a["spec"]), TrainConfig(**a["config"]), [Path(p) for p in a["train"]], [Path(p) for p in a["valid"]],
@@ -145,7 +149,8 @@ def test_a_state_written_with_other_settings_is_not_resumed(tmp_path, decoded, s
 
 
 def test_early_stopping_after_patience_epochs_without_improvement():
-    from demixbench.train import _end_epoch, _Progress
+    from demixbench.train.loop import _end_epoch
+    from demixbench.train.state import _Progress
 
     model = torch.nn.Linear(1, 1)
     config = replace(CONFIG, epochs=10, early_stopping_patience=2)

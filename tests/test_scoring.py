@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from demixbench.scoring import ScoringConfig, nsdr, score_track, write_scores
-from demixbench.table import load_track_scores
+from demixbench.score.scorefile import load_track_scores, write_scores
+from demixbench.score.track import ScoringConfig, nsdr, score_arrays
 
 
 def test_nsdr_matches_definition():
@@ -19,7 +19,7 @@ def scores():
     references = rng.standard_normal((4, 2, 3 * 8000)).astype(np.float32)
     references[3, :, : 8000] = 0  # a silent first second of "vocals"
     estimates = references + 0.3 * rng.standard_normal(references.shape).astype(np.float32)
-    return references, estimates, score_track(references, estimates, config=ScoringConfig(sample_rate=8000))
+    return references, estimates, score_arrays(references, estimates, config=ScoringConfig(sample_rate=8000))
 
 
 def test_score_track_in_museval_format(scores):
@@ -54,7 +54,7 @@ def test_scores_round_trip_through_the_table_reader(scores, tmp_path):
 
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="differ in shape"):
-        score_track(np.zeros((4, 2, 100)), np.zeros((4, 2, 99)))
+        score_arrays(np.zeros((4, 2, 100)), np.zeros((4, 2, 99)))
 
 
 def test_unknown_backend_is_refused():

@@ -1,4 +1,4 @@
-"""Tests for the deterministic synthetic MUSDB18 generator (demixbench.synthetic)."""
+"""Tests for the deterministic synthetic MUSDB18 generator (demixbench.data.synthetic)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import soundfile as sf
 from scipy import signal
 
 from demixbench import SAMPLE_RATE, TARGETS
-from demixbench import synthetic
-from demixbench.synthetic import SyntheticSpec, generate_track, track_names, write_dataset
+from demixbench.data.synthetic import render, writer
+from demixbench.data.synthetic.frame import make_song
+from demixbench.data.synthetic.render import generate_track
+from demixbench.data.synthetic.spec import SyntheticSpec, track_names
+from demixbench.data.synthetic.writer import write_dataset
 
 SMALL = SyntheticSpec(n_train=2, n_test=1, duration=3.0, seed=7)
 STEMS = ("mixture", *TARGETS)
@@ -141,8 +144,8 @@ def test_stems_are_musically_structured() -> None:
 
 
 def test_tracks_vary_in_tempo_and_key() -> None:
-    rngs = [np.random.default_rng([0, 0, i, synthetic._STREAM_SONG]) for i in range(12)]  # train tracks 0..11
-    songs = [synthetic._make_song(rng, SAMPLE_RATE, SAMPLE_RATE) for rng in rngs]
+    rngs = [np.random.default_rng([0, 0, i, render._STREAM_SONG]) for i in range(12)]  # train tracks 0..11
+    songs = [make_song(rng, SAMPLE_RATE, SAMPLE_RATE) for rng in rngs]
     tempos = [s.bpm for s in songs]
     assert all(80.0 <= t <= 150.0 for t in tempos)
     assert max(tempos) - min(tempos) > 20.0
@@ -216,9 +219,15 @@ def test_write_dataset_leaves_no_temporary_directory(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["test", "train"]
 
 
+def test_write_dataset_removes_leftovers_of_killed_runs(tmp_path: Path) -> None:
+    (tmp_path / ".data.partial-1" / "train").mkdir(parents=True)  # SIGKILL runs no cleanup
+    write_dataset(SyntheticSpec(n_train=1, n_test=1, duration=0.5), tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = synthetic._write_track
+    real = writer._write_track
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -226,7 +235,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_write_track", failing)
+    monkeypatch.setattr(writer, "_write_track", failing)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(SyntheticSpec(n_train=2, n_test=1, duration=0.5), tmp_path / "data")
     assert list(tmp_path.iterdir()) == []
@@ -256,8 +265,8 @@ def test_stem_mp4_dataset_is_read_by_musdb(tmp_path: Path) -> None:
 
 
 def test_official_names_stand_in_for_musdb18(tmp_path):
-    from demixbench.data import musdb_validation_tracks
-    from demixbench.musdb18 import MUSDB18_TRACKS
+    from demixbench.data.layout import musdb_validation_tracks
+    from demixbench.data.musdb18 import MUSDB18_TRACKS
 
     assert len(MUSDB18_TRACKS["train"]) == 100 and len(MUSDB18_TRACKS["test"]) == 50
     assert not set(MUSDB18_TRACKS["train"]) & set(MUSDB18_TRACKS["test"])

@@ -5,8 +5,11 @@ import pytest
 import torch
 
 from demixbench import TARGETS
-from demixbench.checkpoint import load_checkpoint
-from demixbench.train import ChunkSampler, GANConfig, ModelSpec, TrainConfig, train
+from demixbench.models.checkpoint import load_checkpoint
+from demixbench.models import ModelSpec
+from demixbench.train.config import GANConfig, TrainConfig
+from demixbench.train.loop import train
+from demixbench.train.sampler import ChunkSampler
 
 SPEC = ModelSpec("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
 CONFIG = TrainConfig(seed=3, epochs=2, steps_per_epoch=3, batch_size=2, segment_seconds=0.5, valid_segment_seconds=3.0)
@@ -97,7 +100,7 @@ def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
 
 @pytest.mark.parametrize("workers,prefetch", [(0, 0), (0, 2), (1, 1), (2, 3)])
 def test_loader_gives_the_sampler_batches_and_the_state_to_resume_from(decoded, small_splits, workers, prefetch):
-    from demixbench.train import BatchLoader
+    from demixbench.train.sampler import BatchLoader
 
     sampler = ChunkSampler([decoded[t] for t in small_splits.train], 2205, remix=True, channel_swap=True, sign_flip=True)
     reference_rng = np.random.default_rng(9)

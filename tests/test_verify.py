@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from demixbench.data import DatasetError
-from demixbench.synthetic import SyntheticSpec, track_names, write_dataset
-from demixbench.verify import VerifySpec, read_report, verify_dataset
+from demixbench.data.layout import DatasetError
+from demixbench.data.synthetic.spec import SyntheticSpec, track_names
+from demixbench.data.synthetic.writer import write_dataset
+from demixbench.data.verify import VerifySpec, read_report, verify_dataset
 
 #: 2 train + 1 test tracks of 1 s: enough for every check, fast on 2 cores.
 TINY = SyntheticSpec(n_train=2, n_test=1, duration=1.0, seed=5)
@@ -132,7 +133,7 @@ def test_non_ascii_names_and_extras(tiny_wav, copy_of, caplog):
     old = track_names(TINY)["test"][0]
     (copy / "test" / old).rename(copy / "test" / NON_ASCII)
     (copy / "test" / NON_ASCII / "notes.txt").write_text("not a stem")
-    with caplog.at_level(logging.WARNING, logger="demixbench.verify"):
+    with caplog.at_level(logging.WARNING, logger="demixbench.data.verify"):
         report = verify_dataset(copy, tiny_spec(validation=[track_names(TINY)["train"][0]]), progress=False)
     assert report.subsets["test"] == [NON_ASCII]
     assert f"test/{NON_ASCII}/mixture.wav" in report.files

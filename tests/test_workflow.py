@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from demixbench.models import ARCHITECTURES, DISCRIMINATORS
-from demixbench.oracles import ORACLES
-from demixbench.scoring import BACKENDS
-from demixbench.train import PRECISIONS
+from demixbench.separate.oracles import ORACLES
+from demixbench.score.track import BACKENDS
+from demixbench.train.config import PRECISIONS
 
 from conftest import REPO
 
@@ -114,6 +114,34 @@ def test_dry_run_of_the_paper_preset_on_a_local_musdb18hq_layout(tmp_path, small
     for block in train_jobs:  # the paper preset asks for a GPU, 32 GB and 48 h per training job
         resources = re.search(r"resources: (.*)", block).group(1)
         assert {"gpu=1", "mem_mb=32000", "runtime=2880"} <= set(resources.split(", ")), resources
+
+
+def output_flags(config: dict, workdir: Path) -> dict[str, dict[str, bool]]:
+    """rule -> output file name -> protected?, from the workflow as Snakemake loads it with `config`."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.io import is_flagged
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    (workdir / "test-config.yaml").write_text(yaml.safe_dump(config))
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        loaded = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[workdir / "test-config.yaml"]),
+            snakefile=REPO / "Snakefile",
+            workdir=workdir,
+        )
+        return {rule.name: {Path(f).name: is_flagged(f, "protected") for f in rule.output} for rule in loaded._workflow.rules}
+
+
+def test_paper_checkpoints_are_write_protected_and_the_demo_ones_are_not(tmp_path, small_dataset):
+    """The paper preset's checkpoints cost GPU-days each: Snakemake write-protects them, so an edit that
+    would retrain stops instead of deleting them. The demo's are cheap and stay writable."""
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    paper["data"]["root"] = str(small_dataset)
+    paper["data"]["validation_tracks"] = [sorted(os.listdir(small_dataset / "train"))[-1]]
+    flags = output_flags(paper, tmp_path)["train_model"]
+    assert flags == {"model.pt": True, "model.json": True, "history.csv": False, "history.png": False}
+    assert not any(output_flags(load_demo(), tmp_path)["train_model"].values())
 
 
 @pytest.mark.parametrize(
@@ -284,7 +312,7 @@ def test_rerun_after_a_finished_run_does_nothing(pipeline):
 @pytest.mark.slow
 def test_editing_the_table_code_reruns_only_the_table(pipeline):
     workdir, config, snakefile = pipeline
-    table_code = snakefile.parent / "src/demixbench/table.py"
+    table_code = snakefile.parent / "src/demixbench/table/build.py"
     original = table_code.read_text()
     table_code.write_text(original + "\n# an edit\n")
     try:

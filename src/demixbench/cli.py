@@ -31,12 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demixbench import TARGETS, __version__
+from demixbench.score.scorefile import METRICS
 
-#: The museval metrics ``demixbench table --metric`` accepts (as demixbench.table.METRICS, which
-#: is not imported here to keep ``demixbench --help`` free of pandas/scipy).
-METRICS: tuple[str, ...] = ("SDR", "ISR", "SIR", "SAR")
-
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = ["build_parser", "main"]
 
@@ -85,7 +82,10 @@ def _positive_int(value: str) -> int:
 
 def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench table``."""
-    from demixbench.table import Comparison, MethodRuns, build_table
+    # Imported here, not at the top: the table stage needs pandas and scipy, which ``demixbench
+    # --help`` and the parser's usage errors should not wait for.
+    from demixbench.table.build import build_table
+    from demixbench.table.model import Comparison, MethodRuns
 
     rows: list[tuple[str, tuple[Path, ...]]] = args.row
     names = [name for name, _ in rows]

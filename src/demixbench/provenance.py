@@ -1,15 +1,12 @@
-"""Provenance recorded next to every checkpoint and table: code version, packages, machine, and
-for a whole run the config hash, the dataset fingerprint and the wall time of every stage."""
+"""Run metadata recorded next to every checkpoint and in the run's provenance: code version,
+packages, machine, and the hash of the resolved configuration. The record of a whole run (dataset
+fingerprint, wall time of every stage, its HTML page) is :mod:`demixbench.report.run`."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import html
 import importlib.metadata
 import json
-import logging
-import math
 import platform
 import socket
 import subprocess
@@ -19,10 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
-from demixbench.fileio import atomic_write_text
-
-log = logging.getLogger(__name__)
+import torch
 
 PACKAGES = ("demixbench", "torch", "torchaudio", "numpy", "scipy", "pandas", "musdb", "museval", "soundfile")
 
@@ -54,8 +48,6 @@ def package_versions() -> dict[str, str | None]:
 
 def provenance() -> dict:
     """Everything needed to tell two runs apart: git, packages, Python, CUDA/GPU, host, time."""
-    import torch
-
     info = {
         "git": git_state(),
         "packages": package_versions(),
@@ -73,90 +65,3 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 of the resolved configuration (canonical JSON: sorted keys), to tell runs apart."""
     text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def stage_wall_times(benchmarks_dir: Path) -> dict[str, dict[str, float]]:
-    """Per rule: number of jobs, summed and largest wall time (s) and largest peak RSS (MB), from
-    the Snakemake ``benchmark:`` files under benchmarks_dir/<rule>/**.tsv."""
-    stages: dict[str, dict[str, float]] = {}
-    for path in sorted(Path(benchmarks_dir).glob("*/**/*.tsv")):
-        rule = path.relative_to(benchmarks_dir).parts[0]
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if not rows:
-            log.warning("%s is empty; left out of the wall times", path)
-            continue
-        seconds = float(rows[-1]["s"])  # the last repeat, if a benchmark was repeated
-        rss = float(rows[-1]["max_rss"]) if rows[-1].get("max_rss", "NA") not in ("NA", "-", "") else float("nan")
-        stage = stages.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_job_wall_s": 0.0, "max_rss_mb": float("nan")})
-        stage["jobs"] += 1
-        stage["wall_s"] += seconds
-        stage["max_job_wall_s"] = max(stage["max_job_wall_s"], seconds)
-        if not math.isnan(rss):
-            stage["max_rss_mb"] = rss if math.isnan(stage["max_rss_mb"]) else max(stage["max_rss_mb"], rss)
-    return stages
-
-
-def dataset_summary(dataset_report: Path) -> dict:
-    """The dataset fingerprint and what it covers (source, counts, files, bytes), from the report
-    of demixbench.verify; recorded in every checkpoint's and every run's provenance."""
-    from demixbench.verify import DatasetReport, read_report
-
-    return DatasetReport(**read_report(dataset_report)).summary()
-
-
-def write_run_provenance(
-    out_json: Path,
-    out_html: Path,
-    config: Mapping[str, Any],
-    dataset_report: Path | None = None,
-    benchmarks_dir: Path | None = None,
-) -> dict:
-    """Record a whole run: :func:`provenance` plus the config hash, the dataset's fingerprint (from
-    the report of demixbench.verify) and the wall time of every stage; written as JSON and as an
-    HTML page for the report."""
-    record = {
-        **provenance(),
-        "config_hash": config_hash(config),
-        "dataset_fingerprint": dataset_summary(dataset_report) if dataset_report else None,
-        "stages": stage_wall_times(benchmarks_dir) if benchmarks_dir is not None else {},
-        "config": config,
-    }
-    atomic_write_text(out_json, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
-    atomic_write_text(out_html, _provenance_html(record))
-    log.info("provenance of the run written to %s (config %s)", out_json, record["config_hash"][:12])
-    return record
-
-
-def _provenance_html(record: Mapping[str, Any]) -> str:
-    def row(key: str, value: Any) -> str:
-        return f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-
-    git = record["git"]
-    summary = [
-        row("git commit", f"{git['commit']}{' (uncommitted changes)' if git['dirty'] else ''}"),
-        row("config hash", record["config_hash"]),
-        row("dataset fingerprint", (record["dataset_fingerprint"] or {}).get("fingerprint", "not recorded")),
-        row("python", record["python"]),
-        row("platform", record["platform"]),
-        row("host", record["host"]),
-        row("CUDA / GPU", f"{record['cuda'] or 'none'} / {record['gpu'] or 'none'}"),
-        row("created", record["created"]),
-        *(row(name, version or "not installed") for name, version in record["packages"].items()),
-    ]
-    stages = "".join(
-        f"<tr><td>{html.escape(rule)}</td><td>{int(s['jobs'])}</td><td>{s['wall_s']:.1f}</td>"
-        f"<td>{s['max_job_wall_s']:.1f}</td><td>{s['max_rss_mb']:.0f}</td></tr>"
-        for rule, s in record["stages"].items()
-    )
-    config = html.escape(json.dumps(record["config"], indent=1, sort_keys=True, default=str))
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>demixbench provenance</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
-        "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}pre{background:#f6f6f6;padding:1em}</style>"
-        "</head><body><h1>Provenance of this run</h1>"
-        f"<table>{''.join(summary)}</table>"
-        "<h2>Wall time per stage</h2><table><tr><th>rule</th><th>jobs</th><th>total wall (s)</th>"
-        f"<th>longest job (s)</th><th>peak RSS (MB)</th></tr>{stages}</table>"
-        f"<h2>Resolved configuration</h2><pre>{config}</pre></body></html>\n"
-    )

@@ -9,9 +9,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from demixbench import TARGETS
-from demixbench.data import STEMS, DatasetError, Splits, list_tracks
-from demixbench.synthetic import SyntheticSpec, track_names
-from demixbench.verify import read_report
+from demixbench.data.layout import STEMS, DatasetError, Splits, dataset_layout, list_tracks, track_files
+from demixbench.data.synthetic import SyntheticSpec, track_names
+from demixbench.data.verify import read_report
 
 min_version("9.0")
 
@@ -176,15 +176,26 @@ wildcard_constraints:
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
 
-#: The modules that define a model's computation (architectures, discriminators, STFT).
-MODEL_CODE = ("models/__init__.py", "models/unet.py", "models/demucs.py", "models/discriminators.py", "audio.py")
+def code(*paths):
+    """Library code that decides a rule's output, as inputs, so that editing it re-runs the rule
+    (and what depends on it). `paths` are modules or stage folders (every module under them)
+    relative to src/demixbench. Modules that only log, place files or measure (fileio, logs,
+    devices, provenance; separate.apply and score.track where training uses them for validation
+    metrics) are left out, so that, e.g., editing the scorer does not retrain the models;
+    tests/test_layout.py checks each rule's list against what its adapter imports."""
+    files = []
+    for path in paths:
+        full = PACKAGE_DIR / path
+        if not full.exists():
+            raise WorkflowError(f"code(): {full} does not exist")
+        files += sorted(str(module) for module in full.rglob("*.py")) if full.is_dir() else [str(full)]
+    return files
 
 
-def code(*modules):
-    """Library modules that decide a rule's output: declared as inputs so that editing one re-runs
-    the rule (and what depends on it). Modules used only for logging or metrics are left out, so
-    that, e.g., editing the scorer does not retrain the models."""
-    return [str(PACKAGE_DIR / module) for module in modules]
+def checkpoint_file(path):
+    """A trained checkpoint's file, write-protected once written where config protect_checkpoints
+    says so (the paper preset: days of GPU time per file)."""
+    return protected(path) if config["protect_checkpoints"] else path
 
 
 def decoded(tracks, stem="mixture"):
@@ -194,13 +205,11 @@ def decoded(tracks, stem="mixture"):
 def dataset_inputs(wildcards):
     """What decoding one track reads: the data rule's report and the track's own files (so that
     replacing a file of a local copy re-decodes that track)."""
-    root = Path(DATA["root"])
     if DATA["source"] == "synthetic":
         return [DATASET_REPORT]
+    layout = dataset_layout(DATA["source"])
     subset = splits().subset_of(wildcards.track)
-    if DATA["source"] in ("musdb18", "musdb18-7s"):
-        return [DATASET_REPORT, str(root / subset / f"{wildcards.track}.stem.mp4")]
-    return [DATASET_REPORT, *(str(root / subset / wildcards.track / f"{stem}.wav") for stem in STEMS)]
+    return [DATASET_REPORT, *map(str, track_files(layout, Path(DATA["root"]), subset, wildcards.track))]
 
 
 def model_params(wildcards):

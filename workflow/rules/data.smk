@@ -12,7 +12,7 @@ if ACQUIRE:
             root=directory(DATA["root"]),
             report=DATASET_REPORT,
         input:
-            code=code("acquire.py", "verify.py", "probe.py", "synthetic.py"),
+            code=code("data/acquire", "data/synthetic", "data/verify.py", "data/probe.py", "data/layout.py", "data/musdb18.py"),
         params:
             data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             synthetic=SYNTHETIC,
@@ -34,7 +34,7 @@ else:
         output:
             report=DATASET_REPORT,
         input:
-            code=code("acquire.py", "verify.py", "probe.py"),
+            code=code("data/acquire", "data/synthetic", "data/verify.py", "data/probe.py", "data/layout.py", "data/musdb18.py"),
         params:
             data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             validation=DATA["validation_tracks"],
@@ -50,7 +50,7 @@ rule decode_track:
     """Decode one track into float32 (channels, samples) arrays, one per stem, after checking it."""
     input:
         dataset=dataset_inputs,
-        code=code("data.py", "probe.py"),
+        code=code("data/decode.py", "data/cache.py", "data/probe.py", "data/layout.py"),
     output:
         stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
         meta="results/decoded/{track}/meta.json",
@@ -74,7 +74,7 @@ rule compute_input_stats:
     """Per-bin mean/std of the training mixtures' STFT magnitude (validation and test excluded)."""
     input:
         mixtures=lambda wildcards: decoded(splits().train),
-        code=code("stats.py", "audio.py"),
+        code=code("data/stats.py", "audio.py"),
     output:
         "results/stats/input_stats.npz",
     params:

@@ -5,7 +5,7 @@ rule plot_scores:
     """Per-target boxplots of per-track scores and the per-seed scatter of "All", for one metric."""
     input:
         scores=all_scores,
-        code=code("plots.py", "table.py"),
+        code=code("report/plots.py", "table", "score/scorefile.py", "htmlpage.py"),
     output:
         boxplots=report(
             "results/figures/{metric}_boxplots.png",
@@ -37,7 +37,7 @@ rule plot_learning_curves:
     """Training and validation curves of every model and seed on shared axes."""
     input:
         histories=expand("results/models/{model}/seed{seed}/history.csv", model=MODELS, seed=SEEDS),
-        code=code("plots.py"),
+        code=code("report/plots.py", "table", "score/scorefile.py", "htmlpage.py"),
     output:
         png=report(
             "results/figures/learning_curves.png",
@@ -66,7 +66,7 @@ rule make_listening_page:
             track=excerpt_tracks(),
             target=TARGETS,
         ),
-        code=code("excerpts.py"),
+        code=code("report/listening.py", "report/excerpts.py", "htmlpage.py", "data/cache.py", "data/layout.py"),
     output:
         report("results/report/listening.html", caption="../report/listening.rst", category="Listening"),
     params:
@@ -87,7 +87,7 @@ rule record_provenance:
     input:
         tables=expand("results/tables/{metric}.json", metric=METRICS),
         dataset=DATASET_REPORT,
-        code=code("provenance.py"),
+        code=code("report/run.py", "htmlpage.py", "provenance.py", "data/verify.py", "data/probe.py", "data/layout.py"),
     output:
         json="results/provenance.json",
         html=report("results/report/provenance.html", caption="../report/provenance.rst", category="Provenance"),

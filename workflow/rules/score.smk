@@ -6,7 +6,7 @@ rule score_track:
     input:
         estimates=expand("results/separated/{method}/{run}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
         references=expand("results/decoded/{track}/{target}.npy", target=TARGETS, allow_missing=True),
-        code=code("scoring.py", "bss_eval.py"),
+        code=code("score", "separate/estimates.py", "data/cache.py", "data/layout.py"),
     output:
         "results/scores/{method}/{run}/{track}.json.gz",
     params:

@@ -7,7 +7,7 @@ rule separate_track:
         weights=rules.train_model.output.weights,
         meta=rules.train_model.output.meta,
         mixture="results/decoded/{track}/mixture.npy",
-        code=code("separate.py", "checkpoint.py", "devices.py", *MODEL_CODE),
+        code=code("separate/track.py", "separate/apply.py", "separate/wiener.py", "separate/estimates.py", "models", "data/cache.py", "data/layout.py", "audio.py"),
     output:
         expand("results/separated/{model}/seed{seed}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
     params:
@@ -33,7 +33,7 @@ rule separate_oracle:
     """Oracle estimates of one test track, computed from its true stems."""
     input:
         stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
-        code=code("oracles.py", "audio.py", "separate.py"),
+        code=code("separate/oracles.py", "separate/estimates.py", "data/cache.py", "data/layout.py", "audio.py"),
     output:
         expand("results/separated/{oracle}/oracle/{track}/{target}.wav", target=TARGETS, allow_missing=True),
     params:

@@ -7,7 +7,7 @@ rule make_table:
     input:
         scores=all_scores,
         imported=imported_scores,
-        code=code("table.py"),
+        code=code("table", "score/scorefile.py", "htmlpage.py"),
     output:
         markdown="results/tables/{metric}.md",
         csv="results/tables/{metric}.csv",

@@ -8,10 +8,10 @@ rule train_model:
         valid=lambda wildcards: decoded(splits().valid),
         stats=rules.compute_input_stats.output[0],
         dataset=DATASET_REPORT,  # its fingerprint goes into the checkpoint's provenance
-        code=code("train.py", "distributed.py", "train_main.py", "checkpoint.py", "devices.py", *MODEL_CODE),
+        code=code("train", "models", "data/cache.py", "data/layout.py", "data/stats.py", "audio.py"),
     output:
-        weights="results/models/{model}/seed{seed}/model.pt",
-        meta="results/models/{model}/seed{seed}/model.json",
+        weights=checkpoint_file("results/models/{model}/seed{seed}/model.pt"),
+        meta=checkpoint_file("results/models/{model}/seed{seed}/model.json"),
         history="results/models/{model}/seed{seed}/history.csv",
         curves="results/models/{model}/seed{seed}/history.png",
     params:

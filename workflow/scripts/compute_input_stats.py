@@ -4,7 +4,7 @@ from pathlib import Path
 
 from demixbench.audio import STFTConfig
 from demixbench.logs import setup_logging
-from demixbench.stats import compute_input_stats, save_input_stats
+from demixbench.data.stats import compute_input_stats, save_input_stats
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

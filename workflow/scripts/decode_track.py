@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from demixbench.data import DecodeOptions, decode_track
+from demixbench.data.decode import DecodeOptions, decode_track
 from demixbench.logs import setup_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from demixbench.excerpts import ExcerptSource, write_listening_page
+from demixbench.report.excerpts import ExcerptSource
+from demixbench.report.listening import write_listening_page
 from demixbench.logs import setup_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from demixbench.logs import setup_logging
-from demixbench.table import Comparison, MethodRuns, build_table
+from demixbench.table.build import make_table
+from demixbench.table.model import Comparison, MethodRuns
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
@@ -14,12 +15,12 @@ methods = [
 ]
 comparisons = [Comparison(**pair) for pair in snakemake.params.comparisons]
 bootstrap = snakemake.params.bootstrap
-table = build_table(
+make_table(
     methods,
     comparisons,
+    Path(snakemake.output.markdown).parent,
     metric=snakemake.params.metric,
     n_resamples=bootstrap["bootstrap_resamples"],
     bootstrap_seed=bootstrap["bootstrap_seed"],
     confidence=bootstrap["confidence"],
 )
-table.write(Path(snakemake.output.markdown).parent, stem=Path(snakemake.output.markdown).stem)

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from demixbench.logs import setup_logging
-from demixbench.plots import plot_seed_scatter, plot_track_boxplots
-from demixbench.table import Comparison, MethodRuns
+from demixbench.report.plots import plot_seed_scatter, plot_track_boxplots
+from demixbench.table.model import Comparison, MethodRuns
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

@@ -3,10 +3,12 @@ verified (and fingerprinted) before it is moved into place."""
 
 from pathlib import Path
 
-from demixbench.acquire import AcquireSpec, Checksum, DownloadOptions, ingest
+from demixbench.data.acquire.checksums import Checksum
+from demixbench.data.acquire.http import DownloadOptions
+from demixbench.data.acquire.ingest import AcquireSpec, ingest
 from demixbench.logs import setup_logging
-from demixbench.synthetic import SyntheticSpec
-from demixbench.verify import VerifySpec
+from demixbench.data.synthetic.spec import SyntheticSpec
+from demixbench.data.verify import VerifySpec
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from demixbench.logs import setup_logging
-from demixbench.provenance import write_run_provenance
+from demixbench.report.run import write_run_provenance
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

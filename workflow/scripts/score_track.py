@@ -4,12 +4,12 @@ from pathlib import Path
 
 from demixbench import TARGETS
 from demixbench.logs import setup_logging
-from demixbench.scoring import ScoringConfig, score_track_files
+from demixbench.score.track import ScoringConfig, score_track
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
-score_track_files(
+score_track(
     track_dir=Path(snakemake.input.references[0]).parent,
     estimates_dir=Path(snakemake.input.estimates[0]).parent,
     out=Path(snakemake.output[0]),

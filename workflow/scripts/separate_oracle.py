@@ -4,12 +4,12 @@ from pathlib import Path
 
 from demixbench.audio import STFTConfig
 from demixbench.logs import setup_logging
-from demixbench.oracles import oracle_track_file
+from demixbench.separate.oracles import separate_oracle
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
-oracle_track_file(
+separate_oracle(
     name=snakemake.wildcards.oracle,
     track_dir=Path(snakemake.input.stems[0]).parent,
     out_dir=Path(snakemake.output[0]).parent,

@@ -3,11 +3,11 @@
 
 from pathlib import Path
 
-from demixbench.distributed import launch
+from demixbench.train.distributed import launch
 from demixbench.logs import setup_logging
-from demixbench.provenance import dataset_summary
-from demixbench.train import train
-from demixbench.train_main import train_arguments, write_arguments
+from demixbench.data.verify import dataset_summary
+from demixbench.train.loop import train
+from demixbench.train.worker import train_arguments, write_arguments
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 log_file = Path(snakemake.log[0])

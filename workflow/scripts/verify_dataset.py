@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from demixbench.acquire import AcquireSpec, ingest
+from demixbench.data.acquire.ingest import AcquireSpec, ingest
 from demixbench.logs import setup_logging
-from demixbench.verify import VerifySpec
+from demixbench.data.verify import VerifySpec
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

@@ -2,11 +2,13 @@
 
 A model entry in the workflow config names an ``arch`` and its constructor ``args``; a GAN variant
 adds a ``gan`` block naming a discriminator. Adding a variant is a config edit; adding an
-architecture is one class plus one line here.
+architecture is one class plus one line here. A separator provides what
+:class:`demixbench.models.base.Separator` states.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -21,6 +23,14 @@ from demixbench.models.discriminators import (
 from demixbench.models.unet import UNet
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"demucs_v1": DemucsV1, "unet": UNet}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: architecture name and its constructor arguments."""
+
+    arch: str
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 def _build(registry: dict[str, type[nn.Module]], what: str, name: str, args: dict[str, Any]) -> nn.Module:
@@ -46,6 +56,7 @@ __all__ = [
     "ARCHITECTURES",
     "DISCRIMINATORS",
     "DemucsV1",
+    "ModelSpec",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
     "PatchGANDiscriminator",

@@ -1,4 +1,4 @@
-"""Discriminators and adversarial losses for the GAN variants.
+"""Discriminators for the GAN variants.
 
 A GAN variant keeps its generator's reconstruction loss (L1) and adds
 ``adv_weight * adversarial + feature_match_weight * feature matching``. The discriminator compares
@@ -7,7 +7,8 @@ waveforms for Demucs), conditioned on the mixture, as in pix2pix.
 
 Every discriminator's forward(sources, condition) returns ``(logits, features)``: a list of logit
 maps, one per sub-discriminator (scale, period or patch map), and a flat list of intermediate
-feature maps (the logit maps excluded) for feature matching. The losses below take those lists.
+feature maps (the logit maps excluded) for feature matching. The losses of
+:mod:`demixbench.models.losses` take those lists.
 Each discriminator class names the generator representation it expects in ``domain``
 ("spectrogram" or "waveform"), matching the generators' ``domain``.
 """
@@ -253,49 +254,3 @@ DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "multiscale": MultiScaleDiscriminator,
     "patchgan": PatchGANDiscriminator,
 }
-
-
-def _as_list(logits: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    # A bare tensor is one logit map (iterating over it would split the batch instead).
-    if isinstance(logits, torch.Tensor):
-        return [logits]
-    if not logits:
-        raise ValueError("empty list of logits")
-    return list(logits)
-
-
-def discriminator_loss(real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
-    """Discriminator loss for `kind` "lsgan" (least squares, Mao et al. 2017) or "hinge", averaged
-    over the logit maps (one per sub-discriminator)."""
-    real_logits, fake_logits = _as_list(real_logits), _as_list(fake_logits)
-    if len(real_logits) != len(fake_logits):
-        raise ValueError(f"{len(real_logits)} real but {len(fake_logits)} fake logit maps")
-    if kind == "lsgan":
-        losses = [
-            F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
-            for real, fake in zip(real_logits, fake_logits)
-        ]
-    elif kind == "hinge":
-        losses = [F.relu(1 - real).mean() + F.relu(1 + fake).mean() for real, fake in zip(real_logits, fake_logits)]
-    else:
-        raise ValueError(f"unknown GAN loss {kind!r}; allowed: lsgan, hinge")
-    return torch.stack(losses).mean()
-
-
-def generator_adversarial_loss(fake_logits: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
-    """The generator's adversarial term for `kind` "lsgan" or "hinge", averaged over the logit maps."""
-    fake_logits = _as_list(fake_logits)
-    if kind == "lsgan":
-        losses = [F.mse_loss(fake, torch.ones_like(fake)) for fake in fake_logits]
-    elif kind == "hinge":
-        losses = [-fake.mean() for fake in fake_logits]
-    else:
-        raise ValueError(f"unknown GAN loss {kind!r}; allowed: lsgan, hinge")
-    return torch.stack(losses).mean()
-
-
-def feature_matching_loss(real_features: Sequence[torch.Tensor], fake_features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean L1 distance between the discriminator's feature maps on true and estimated sources
-    (flat lists, in the same order); the real features are detached."""
-    losses = [F.l1_loss(fake, real.detach()) for real, fake in zip(real_features, fake_features, strict=True)]
-    return torch.stack(losses).mean()

@@ -65,8 +65,8 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.audio import STFT, STFTConfig
-from demixbench.data import load_decoded
-from demixbench.separate import write_estimates
+from demixbench.data.cache import load_decoded
+from demixbench.separate.estimates import write_estimates
 
 #: Floor of every denominator and loading of the mixture covariance (the reference's eps).
 EPS: float = float(np.finfo(np.float64).eps)
@@ -123,6 +123,7 @@ def ideal_ratio_masks(source_specs: torch.Tensor, alpha: float = 2.0) -> torch.T
     source_specs (targets, channels, bins, frames) complex -> masks of the same shape, float32.
     Materialises all masks: for analysis and tests; :func:`ratio_mask_oracle` streams over sources.
     """
+    targets, channels, bins, frames = source_specs.shape
     total = _sum_of_powers(source_specs, alpha)
     return torch.stack([_magnitude_power(spec, alpha).div_(total) for spec in source_specs])
 
@@ -139,6 +140,7 @@ def ideal_binary_masks(
     mixture_spec (channels, bins, frames) and source_specs (targets, channels, bins, frames)
     complex -> masks (targets, channels, bins, frames) float32 of zeros and ones.
     """
+    targets, channels, bins, frames = source_specs.shape
     denominator = _binary_denominator(mixture_spec, source_specs, alpha, reference)
     return torch.stack([_magnitude_power(spec, alpha).div_(denominator).ge_(theta) for spec in source_specs])
 
@@ -148,6 +150,7 @@ def mix_oracle(mixture: np.ndarray, sources: np.ndarray, stft: STFTConfig) -> np
 
     mixture (channels, samples), sources (targets, channels, samples) -> (targets, channels, samples) float32.
     """
+    channels, samples = mixture.shape
     return np.broadcast_to(mixture, sources.shape).astype(np.float32)
 
 
@@ -156,13 +159,14 @@ def ratio_mask_oracle(mixture: np.ndarray, sources: np.ndarray, stft: STFTConfig
 
     mixture (channels, samples), sources (targets, channels, samples) -> (targets, channels, samples) float32.
     """
+    channels, samples = mixture.shape
     transform = STFT(stft)
     mixture_spec = _spectrogram(transform, mixture)
     total = _sum_of_powers((_spectrogram(transform, source) for source in sources), alpha)
     estimates = np.empty(sources.shape, dtype=np.float32)
     for j, source in enumerate(sources):
         mask = _magnitude_power(_spectrogram(transform, source), alpha).div_(total)
-        estimates[j] = transform.inverse(mixture_spec * mask, mixture.shape[-1]).numpy()
+        estimates[j] = transform.inverse(mixture_spec * mask, samples).numpy()
     return estimates
 
 
@@ -180,6 +184,7 @@ def binary_mask_oracle(
     denominator instead. mixture (channels, samples), sources (targets, channels, samples) ->
     (targets, channels, samples) float32.
     """
+    channels, samples = mixture.shape
     transform = STFT(stft)
     mixture_spec = _spectrogram(transform, mixture)
     denominator = _binary_denominator(
@@ -188,7 +193,7 @@ def binary_mask_oracle(
     estimates = np.empty(sources.shape, dtype=np.float32)
     for j, source in enumerate(sources):
         mask = _magnitude_power(_spectrogram(transform, source), alpha).div_(denominator).ge_(theta)
-        estimates[j] = transform.inverse(mixture_spec * mask, mixture.shape[-1]).numpy()
+        estimates[j] = transform.inverse(mixture_spec * mask, samples).numpy()
     return estimates
 
 
@@ -261,32 +266,34 @@ def mwf_oracle(
 
     mixture (channels, samples), sources (targets, channels, samples) -> (targets, channels, samples) float32.
     """
+    channels, samples = mixture.shape
+    targets = len(sources)
     transform = STFT(stft)
-    mixture_spec = _spectrogram(transform, mixture)  # (channels, bins, frames)
-    channels, bins, frames = mixture_spec.shape
+    mixture_spec = _spectrogram(transform, mixture)
+    _, bins, frames = mixture_spec.shape  # (channels, bins, frames)
     blocks = _frame_blocks(bins, frames)
-    covariances = torch.empty((len(sources), bins, channels, channels), dtype=torch.complex128)
-    psds = torch.empty((len(sources), bins, frames), dtype=torch.float32)
+    covariances = torch.empty((targets, bins, channels, channels), dtype=torch.complex128)
+    psds = torch.empty((targets, bins, frames), dtype=torch.float32)
     for j, source in enumerate(sources):
         covariances[j], psds[j] = _local_gaussian_parameters(_spectrogram(transform, source), blocks, loading)
 
     estimates = np.empty(sources.shape, dtype=np.float32)
     estimate_spec = torch.empty_like(mixture_spec)
     # One source at a time, recomputing C_xx^{-1} X per block: memory for one output spectrogram only.
-    for j in range(len(sources)):
+    for j in range(targets):
         for block in blocks:
             psd = psds[:, :, block].to(torch.float64)  # (targets, bins, block)
             mixture_covariance = torch.zeros((channels, channels, bins, psd.shape[-1]), dtype=torch.complex128)
             for a in range(channels):
                 for b in range(channels):
                     entry = mixture_covariance[a, b]
-                    for k in range(len(sources)):
+                    for k in range(targets):
                         entry += psd[k] * covariances[k, :, a, b, None]
                     if a == b:
                         entry += EPS
             z = _solve(mixture_covariance, mixture_spec[:, :, block].to(torch.complex128))
             estimate_spec[:, :, block] = _apply(covariances[j], z).mul_(psd[j]).to(torch.complex64)
-        estimates[j] = transform.inverse(estimate_spec, mixture.shape[-1]).numpy()
+        estimates[j] = transform.inverse(estimate_spec, samples).numpy()
     return estimates
 
 
@@ -301,14 +308,17 @@ ORACLES: dict[str, Oracle] = {
 
 
 def oracle_estimates(name: str, mixture: np.ndarray, sources: np.ndarray, stft: STFTConfig) -> np.ndarray:
-    """Estimates (targets, channels, samples) of the oracle `name` (one of ORACLES)."""
+    """Estimates (targets, channels, samples) of the oracle `name` (one of ORACLES), from the mixture
+    (channels, samples) and the sources (targets, channels, samples)."""
+    channels, samples = mixture.shape
+    targets, _, _ = sources.shape
     if name not in ORACLES:
         raise ValueError(f"unknown oracle {name!r}; allowed: {', '.join(ORACLES)}")
     return ORACLES[name](mixture, sources, stft)
 
 
-def oracle_track_file(name: str, track_dir: Path, out_dir: Path, stft: STFTConfig, sample_rate: int = 44100) -> list[Path]:
-    """Oracle estimates of a decoded track (see demixbench.data.decode_track) as out_dir/<target>.wav."""
+def separate_oracle(name: str, track_dir: Path, out_dir: Path, stft: STFTConfig, sample_rate: int = 44100) -> list[Path]:
+    """Oracle estimates of a decoded track (see demixbench.data.decode.decode_track) as out_dir/<target>.wav."""
     track = load_decoded(track_dir, mmap=False)
     sources = np.stack([track[target] for target in TARGETS])
     return write_estimates(out_dir, oracle_estimates(name, track["mixture"], sources, stft), TARGETS, sample_rate)

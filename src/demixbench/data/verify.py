@@ -42,9 +42,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from demixbench.data import SOURCES, STEMS, SUBSETS, DatasetError, dataset_layout, musdb_validation_tracks
+from demixbench.data.layout import SOURCES, STEMS, SUBSETS, DatasetError, dataset_layout, musdb_validation_tracks, scan_subset, track_files
 from demixbench.fileio import atomic_write_text
-from demixbench.probe import ProbeError, StreamInfo, probe_streams, probe_wav
+from demixbench.data.probe import ProbeError, StreamInfo, probe_streams, probe_wav
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,12 @@ def read_report(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def dataset_summary(dataset_report: Path) -> dict:
+    """The dataset fingerprint and what it covers (source, counts, files, bytes), from a report
+    written by DatasetReport.write; recorded in every checkpoint's and every run's provenance."""
+    return DatasetReport(**read_report(dataset_report)).summary()
+
+
 def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> DatasetReport:
     """Check the dataset at `root` against `spec` and fingerprint it.
 
@@ -173,7 +179,7 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset directory does not exist")
     layout = dataset_layout(spec.source, root)
-    subsets = {subset: _scan(root, subset, layout) for subset in SUBSETS}
+    subsets = {subset: scan_subset(root, subset, layout) for subset in SUBSETS}
 
     counts = spec.expected_counts()
     if counts is not None:
@@ -239,23 +245,12 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
     return report
 
 
-def _scan(root: Path, subset: str, layout: str) -> list[str]:
-    folder = root / subset
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: missing '{subset}/' directory; expected ROOT/train and ROOT/test ({layout} layout)")
-    if layout == "wav":
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
-    return sorted(p.name[: -len(".stem.mp4")] for p in folder.iterdir() if p.is_file() and p.name.endswith(".stem.mp4"))
-
-
 def _check_track(root: Path, subset: str, name: str, layout: str, lossy_tolerance: int) -> tuple[dict, list[Path]]:
     """Header checks of one track; returns its info and its files."""
+    paths = track_files(layout, root, subset, name)
     if layout == "wav":
-        folder = root / subset / name
         infos: dict[str, StreamInfo] = {}
-        paths = []
-        for stem in STEMS:
-            path = folder / f"{stem}.wav"
+        for stem, path in zip(STEMS, paths):
             if not path.is_file():
                 raise DatasetError(
                     f"{path}: missing stem file (track {name!r}, stem {stem!r}); every track needs "
@@ -265,11 +260,10 @@ def _check_track(root: Path, subset: str, name: str, layout: str, lossy_toleranc
                 infos[stem] = probe_wav(path)
             except ProbeError as err:
                 raise DatasetError(f"{err} (track {name!r}, stem {stem!r})") from None
-            paths.append(path)
-        where = {stem: str(folder / f"{stem}.wav") for stem in STEMS}
+        where = {stem: str(path) for stem, path in zip(STEMS, paths)}
         tolerance = 0  # MUSDB18-HQ stems have exactly equal lengths
     else:
-        path = root / subset / f"{name}.stem.mp4"
+        (path,) = paths
         try:
             streams = probe_streams(path)
         except ProbeError as err:
@@ -280,7 +274,6 @@ def _check_track(root: Path, subset: str, name: str, layout: str, lossy_toleranc
                 f"missing stem {STEMS[len(streams)]!r} (track {name!r})"
             )
         infos = dict(zip(STEMS, streams))
-        paths = [path]
         where = {stem: f"{path} (stream {k}, {stem})" for k, stem in enumerate(STEMS)}
         tolerance = lossy_tolerance
     mixture = infos["mixture"]

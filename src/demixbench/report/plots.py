@@ -36,9 +36,11 @@ from matplotlib.ticker import MaxNLocator
 
 from demixbench import TARGETS
 from demixbench.fileio import atomic_path
-from demixbench.table import ALL, KINDS, Comparison, MethodRuns, SDRTable, build_table, track_frame_medians
+from demixbench.table.build import build_table
+from demixbench.table.model import ALL, Comparison, KINDS, Leaderboard, MethodRuns
+from demixbench.table.runs import track_frame_medians
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KIND_COLORS",
@@ -100,7 +102,7 @@ def _save(figure: Figure, out: Path) -> list[Path]:
         with atomic_path(path, suffix=f".{fmt}") as temporary:
             figure.savefig(temporary, format=fmt, dpi=_DPI, metadata=_METADATA[fmt])
         paths.append(path)
-    logger.info("wrote %s", ", ".join(str(p) for p in paths))
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
 
@@ -242,7 +244,7 @@ def _boxplot_figure(
         for name, table in values.items():
             column = table[target].to_numpy(dtype=np.float64)
             if np.isnan(column).any():
-                logger.warning("%s/%s: %d track(s) with NaN %s left out", name, target, int(np.isnan(column).sum()), metric)
+                log.warning("%s/%s: %d track(s) with NaN %s left out", name, target, int(np.isnan(column).sum()), metric)
             data[target][name] = column[~np.isnan(column)]
     low, high = _box_limits([column for per_target in data.values() for column in per_target.values()])
     label_room = 0.13 * (high - low)  # right of the data: the median labels
@@ -338,10 +340,10 @@ def seed_scatter_data(
     comparisons: Sequence[Comparison] = (),
     targets: Sequence[str] = TARGETS,
     metric: str = "SDR",
-) -> tuple[pd.DataFrame, SDRTable]:
+) -> tuple[pd.DataFrame, Leaderboard]:
     """What :func:`plot_seed_scatter` plots, and the table it comes from.
 
-    The values are :func:`demixbench.table.build_table`'s (``table.seed_values``): per seed, the
+    The values are :func:`demixbench.table.build.build_table`'s (``table.seed_values``): per seed, the
     median over tracks of the per-track median over frames, "All" being the mean over targets.
     Returns (points, table): ``points`` has one row per method and seed with columns ``method``,
     ``kind``, ``seed``, ``value`` (the seed's "All" value), ``x`` (the method's position on the
@@ -369,7 +371,7 @@ def seed_scatter_data(
                 }
             )
     points = pd.DataFrame.from_records(records, columns=["method", "kind", "seed", "value", "x", "mean", "se"])
-    logger.debug("seed scatter points:\n%s", points.to_string(index=False))
+    log.debug("seed scatter points:\n%s", points.to_string(index=False))
     return points, table
 
 
@@ -397,7 +399,7 @@ def plot_seed_scatter(
         return _save(figure, out)
 
 
-def _seed_scatter_figure(points: pd.DataFrame, table: SDRTable) -> Figure:
+def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
     order = list(dict.fromkeys(points["method"]))
     figure = Figure(figsize=(max(7.0, 1.5 + 1.0 * len(order)), 4.8), layout="constrained")
     axes = figure.subplots()
@@ -480,12 +482,12 @@ def _seed_scatter_figure(points: pd.DataFrame, table: SDRTable) -> Figure:
 # Learning curves
 # --------------------------------------------------------------------------------------------------
 
-#: Columns a history.csv must have (written by demixbench.train).
+#: Columns a history.csv must have (written by demixbench.train.history).
 _HISTORY_REQUIRED: tuple[str, ...] = ("epoch", "train_loss", "valid_loss")
 
 
 def _read_history(path: Path) -> pd.DataFrame:
-    """One history.csv (demixbench.train's format) as a DataFrame; ValueError naming the file."""
+    """One history.csv (demixbench.train.history's format) as a DataFrame; ValueError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"history file {path} does not exist")

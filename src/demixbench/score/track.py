@@ -3,13 +3,12 @@
 Scores are written per track in the museval / SiSEC JSON format, gzipped:
 ``{"targets": [{"name": "drums", "frames": [{"time": 0.0, "duration": 1.0,
 "metrics": {"SDR": .., "SIR": .., "ISR": .., "SAR": ..}}, ...]}, ...], "nsdr": {"drums": .., ...}}``
-so results of published systems (SiSEC 2018) and of this project are read by the same table code.
+so results of published systems (SiSEC 2018) and of this project are read by the same table code
+(the format: :mod:`demixbench.score.scorefile`).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,12 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from demixbench import TARGETS
-from demixbench.bss_eval import bss_eval_v4
-from demixbench.fileio import atomic_write_bytes
+from demixbench.data.cache import load_decoded
+from demixbench.score.bss_eval import bss_eval_v4
+from demixbench.score.scorefile import METRICS, write_scores
+from demixbench.separate.estimates import read_estimates
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
+# A frame's "metrics" object lists METRICS (museval's order: SDR, ISR, SIR, SAR) with SIR before
+# ISR, as every score file of this project has so far; keeping that order keeps re-scored files
+# byte-identical.
+_FRAME_METRICS: tuple[str, ...] = (METRICS[0], METRICS[2], METRICS[1], METRICS[3])  # SDR, SIR, ISR, SAR
 
 
 def nsdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-7) -> float:
@@ -46,7 +50,7 @@ def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 4
 
 
 def bss_eval_fast(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> dict[str, np.ndarray]:
-    """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.bss_eval).
+    """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.score.bss_eval).
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
     """
@@ -61,7 +65,7 @@ BACKENDS = {"museval": bss_eval_museval, "fast": bss_eval_fast}
 class ScoringConfig:
     """How tracks are scored: BSS Eval v4 implementation and its frames (museval: 1 s, 1 s)."""
 
-    backend: str = "museval"
+    backend: str = "fast"
     win_seconds: float = 1.0
     hop_seconds: float = 1.0
     sample_rate: int = 44100
@@ -71,7 +75,7 @@ class ScoringConfig:
             raise ValueError(f"unknown scoring backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
 
 
-def score_track(references: np.ndarray, estimates: np.ndarray, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
+def score_arrays(references: np.ndarray, estimates: np.ndarray, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
     """Score one track; returns the museval-format dict (see module docstring).
 
     references, estimates: (targets, channels, samples), in the order of `targets`.
@@ -89,7 +93,7 @@ def score_track(references: np.ndarray, estimates: np.ndarray, targets: Sequence
             {
                 "time": k * hop / sample_rate,
                 "duration": win / sample_rate,
-                "metrics": {name: float(metrics[name][index, k]) for name in METRICS},
+                "metrics": {name: float(metrics[name][index, k]) for name in _FRAME_METRICS},
             }
             for k in range(n_frames)
         ]
@@ -98,28 +102,12 @@ def score_track(references: np.ndarray, estimates: np.ndarray, targets: Sequence
     return result
 
 
-def write_scores(path: Path, scores: dict) -> None:
-    """Write museval-format scores as JSON (gzipped when `path` ends in .gz), atomically.
-
-    NaN is written as the JSON literal NaN, as museval and the SiSEC 2018 submissions do.
-    """
-    path = Path(path)
-    text = json.dumps(scores, indent=1, allow_nan=True).encode()
-    if path.suffix == ".gz":
-        # No name and mtime=0 in the gzip header: identical scores give byte-identical files.
-        text = gzip.compress(text, mtime=0)
-    atomic_write_bytes(path, text)
-
-
-def score_track_files(track_dir: Path, estimates_dir: Path, out: Path, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
+def score_track(track_dir: Path, estimates_dir: Path, out: Path, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
     """Score the estimates in estimates_dir/<target>.wav against a decoded track's stems and write
-    the museval-format scores to `out` (see score_track and write_scores)."""
-    from demixbench.data import load_decoded
-    from demixbench.separate import read_estimates
-
+    the museval-format scores to `out` (see score_arrays and write_scores)."""
     track = load_decoded(track_dir, stems=targets, mmap=False)
     references = np.stack([track[target] for target in targets])
-    scores = score_track(references, read_estimates(estimates_dir, targets), targets, config)
+    scores = score_arrays(references, read_estimates(estimates_dir, targets), targets, config)
     write_scores(out, scores)
     log.info("%s: median SDR %s", out.name, {t["name"]: round(float(np.nanmedian([f["metrics"]["SDR"] for f in t["frames"]])), 2) for t in scores["targets"]})
     return scores

@@ -1,6 +1,6 @@
-"""`python -m demixbench.train_main ARGS.json`: one `train(...)` call described by a JSON file.
+"""`python -m demixbench.train ARGS.json`: one `train(...)` call described by a JSON file.
 
-What torchrun runs in every worker of a multi-process run (see demixbench.distributed.launch);
+What torchrun runs in every worker of a multi-process run (see demixbench.train.distributed.launch);
 it works as a plain 1-process command too. The file holds JSON-able values only:
 
     {"model": {"arch": ..., "args": {...}},           # ModelSpec
@@ -22,13 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from demixbench import distributed
+from demixbench.train import distributed
 from demixbench.audio import STFTConfig
 from demixbench.devices import resolve_device
 from demixbench.fileio import atomic_write_text
 from demixbench.logs import setup_logging
-from demixbench.stats import load_input_stats
-from demixbench.train import GANConfig, ModelSpec, TrainConfig, train
+from demixbench.data.stats import load_input_stats
+from demixbench.models import ModelSpec
+from demixbench.train.config import GANConfig, TrainConfig
+from demixbench.train.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def _setup_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
-        raise SystemExit("usage: python -m demixbench.train_main ARGS.json")
+        raise SystemExit("usage: python -m demixbench.train ARGS.json")
     _setup_logging()
     kwargs = train_arguments(json.loads(Path(argv[0]).read_text()))
     distributed.init_process_group(distributed.worker_device(resolve_device(kwargs["config"].device)))
@@ -93,6 +95,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         distributed.cleanup()
 
-
-if __name__ == "__main__":
-    main()

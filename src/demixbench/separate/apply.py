@@ -1,35 +1,28 @@
-"""Separating full tracks of any length with a trained model, and writing the estimates.
+"""Separating full tracks of any length with a trained model.
 
 Tracks are processed in overlapping segments whose outputs are cross-faded (overlap-add with a
 triangular window). Finished samples are handed on as soon as no later segment can change them,
-and :func:`separate_track_file` streams them straight into the output files, so memory depends on
-the segment length, not on the track length.
+and :func:`demixbench.separate.track.separate_track` streams them straight into the output files, so
+memory depends on the segment length, not on the track length.
 
 Options:
     shifts: test-time augmentation of Demucs: each segment is separated `shifts` times with the
         input shifted by a random offset of up to `max_shift` samples, and the aligned outputs are
         averaged.
     wiener_iterations: for spectrogram models, re-estimate the sources of each segment with a
-        multichannel Wiener filter (see demixbench.wiener) from the model's magnitude estimates.
+        multichannel Wiener filter (see demixbench.separate.wiener) from the model's magnitude estimates.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from demixbench.fileio import atomic_path
-from demixbench.wiener import multichannel_wiener
-
-log = logging.getLogger(__name__)
+from demixbench.separate.wiener import multichannel_wiener
 
 
 def _window(mixture: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -94,7 +87,7 @@ def iter_separate(
     Args:
         model: forward (batch, channels, time) -> (batch, targets, channels, time).
         mixture: (channels, samples) float32: an array, or anything that supports mixture[:, a:b]
-            and .shape (e.g. demixbench.data.NpyReader), read one segment at a time.
+            and .shape (e.g. demixbench.data.cache.NpyReader), read one segment at a time.
         segment: segment length in samples.
         overlap: fraction of a segment shared with the next one, in [0, 1).
         shifts, max_shift: test-time shifts (0: none) and the largest shift in samples.
@@ -137,68 +130,3 @@ def separate(model: nn.Module, mixture: np.ndarray, segment: int, overlap: float
     """Separate one track in memory: (channels, samples) -> (targets, channels, samples) float32.
     `options` are those of iter_separate (shifts, max_shift, wiener_iterations, seed)."""
     return np.concatenate(list(iter_separate(model, mixture, segment, overlap, device, progress=progress, **options)), axis=-1)
-
-
-def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str], sample_rate: int) -> list[Path]:
-    """Write (targets, channels, samples) as out_dir/<target>.wav, 32-bit float so scoring sees
-    exactly what the model produced (16-bit PCM would add quantisation noise to the scores)."""
-    return stream_estimates(out_dir, iter([estimates]), targets, sample_rate)
-
-
-def stream_estimates(out_dir: Path, blocks: Iterator[np.ndarray], targets: Sequence[str], sample_rate: int) -> list[Path]:
-    """Write consecutive blocks (targets, channels, n) as out_dir/<target>.wav (32-bit float), each
-    file appearing only once complete."""
-    out_dir = Path(out_dir)
-    paths = [out_dir / f"{target}.wav" for target in targets]
-    with ExitStack() as stack:
-        temporaries = [stack.enter_context(atomic_path(path, suffix=".wav")) for path in paths]
-        writers = None
-        for block in blocks:
-            if writers is None:
-                channels = block.shape[1]
-                writers = [stack.enter_context(sf.SoundFile(t, "w", sample_rate, channels, subtype="FLOAT")) for t in temporaries]
-            for writer, audio in zip(writers, block, strict=True):
-                writer.write(audio.T)
-        if writers is None:
-            raise ValueError("no audio to write")
-        # Leaving the stack closes the writers first (entered last), then renames the files.
-    return paths
-
-
-def read_estimates(out_dir: Path, targets: Sequence[str]) -> np.ndarray:
-    """Read estimates written by write_estimates -> (targets, channels, samples) float32."""
-    return np.stack([sf.read(Path(out_dir) / f"{t}.wav", dtype="float32", always_2d=True)[0].T for t in targets])
-
-
-def separate_track_file(
-    weights: Path,
-    mixture: Path,
-    out_dir: Path,
-    segment_seconds: float,
-    overlap: float = 0.25,
-    device: str = "auto",
-    expected_arch: str | None = None,
-    sample_rate: int = 44100,
-    shifts: int = 0,
-    max_shift_seconds: float = 0.5,
-    wiener_iterations: int = 0,
-) -> list[Path]:
-    """Separate a decoded mixture (.npy, (channels, samples), read a window at a time) with a checkpoint and
-    stream out_dir/<target>.wav for every target of the model. Wiener filtering applies to
-    spectrogram models only; for waveform models it is skipped (logged)."""
-    from demixbench.checkpoint import load_checkpoint
-    from demixbench.data import NpyReader
-    from demixbench.devices import resolve_device
-
-    target_device = resolve_device(device)
-    model, _ = load_checkpoint(Path(weights), expected_arch=expected_arch, map_location=target_device)
-    audio = NpyReader(mixture)
-    if wiener_iterations and model.domain != "spectrogram":
-        log.info("wiener_iterations=%d ignored: %s is a %s model", wiener_iterations, expected_arch or "the model", model.domain)
-        wiener_iterations = 0
-    log.info("separating %s (%.1f s) on %s", mixture, audio.shape[-1] / sample_rate, target_device)
-    blocks = iter_separate(
-        model.to(target_device), audio, segment=int(segment_seconds * sample_rate), overlap=overlap, device=target_device,
-        shifts=shifts, max_shift=int(max_shift_seconds * sample_rate), wiener_iterations=wiener_iterations, progress=True,
-    )
-    return stream_estimates(out_dir, blocks, model.targets, sample_rate)

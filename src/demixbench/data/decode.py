@@ -1,16 +1,9 @@
-"""Dataset access: official MUSDB18 layouts, the train/validation/test split, and the decoded cache.
-
-Layouts:
-    musdb18hq, synthetic (format wav):          ROOT/{train,test}/<track>/{mixture,drums,bass,other,vocals}.wav
-    musdb18, musdb18-7s, synthetic (stem.mp4):  ROOT/{train,test}/<track>.stem.mp4
+"""Decode a track of a MUSDB18 dataset once into the float32 cache (see ``cache``).
 
 Decoding reads wav files with soundfile and .stem.mp4 streams with ffmpeg exactly as ``musdb``
 (through stempeg) does -- 16-bit PCM, divided by 32768 -- so the cache holds the arrays the
 ``musdb`` parser returns, but every failure (unreadable or truncated file, NaN/Inf samples,
 stems of different lengths, a mixture that is not the sum of its stems) names the file.
-
-The decoded cache holds one float32 ``.npy`` per track and stem, shaped (channels, samples), which
-training memory-maps and separation/scoring read without decoding again.
 """
 
 from __future__ import annotations
@@ -29,133 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import yaml
 
 from demixbench import SAMPLE_RATE, TARGETS
 from demixbench.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
-from demixbench.probe import ProbeError, check_complete, probe_streams
+from demixbench.data.cache import LSB16, pcm_scale, save_channel_major, to_float32
+from demixbench.data.layout import STEMS, DatasetError, dataset_layout, track_location
+from demixbench.data.probe import ProbeError, check_complete, probe_streams
 
 log = logging.getLogger(__name__)
-
-SOURCES: tuple[str, ...] = ("synthetic", "musdb18hq", "musdb18", "musdb18-7s")
-#: File layouts: one wav per stem (MUSDB18-HQ) or one 5-stream .stem.mp4 per track (MUSDB18).
-LAYOUTS: tuple[str, ...] = ("wav", "stem.mp4")
-#: Files of one track in the cache, mixture first.
-STEMS: tuple[str, ...] = ("mixture", *TARGETS)
-SUBSETS: tuple[str, ...] = ("train", "test")
-
-
-class DatasetError(ValueError):
-    """A dataset directory or file that cannot be used; the message names the path and the fix."""
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Track names per split. `valid` is carved out of MUSDB18's train subset; `test` never reaches training."""
-
-    train: tuple[str, ...]
-    valid: tuple[str, ...]
-    test: tuple[str, ...]
-
-    def subset_of(self, track: str) -> str:
-        """The directory ("train" or "test") that holds `track`."""
-        if track in self.test:
-            return "test"
-        if track in self.train or track in self.valid:
-            return "train"
-        raise KeyError(f"track {track!r} is in no split")
-
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"train": list(self.train), "valid": list(self.valid), "test": list(self.test)}
-
-
-def is_wav_layout(source: str) -> bool:
-    """True for sources in the MUSDB18-HQ layout (one wav per stem), False for .stem.mp4 sources.
-
-    `synthetic` may be written in either format; dataset_layout() looks at the files to tell.
-    """
-    if source not in SOURCES:
-        raise ValueError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
-    return source not in ("musdb18", "musdb18-7s")
-
-
-def dataset_layout(source: str, root: Path | None = None) -> str:
-    """The file layout ("wav" or "stem.mp4") of `source`; for `synthetic`, of the files under `root`."""
-    wav = is_wav_layout(source)
-    if source == "synthetic" and root is not None:
-        for subset in SUBSETS:
-            folder = Path(root) / subset
-            if folder.is_dir() and any(p.name.endswith(".stem.mp4") for p in folder.iterdir()):
-                return "stem.mp4"
-    return "wav" if wav else "stem.mp4"
-
-
-def musdb_validation_tracks() -> tuple[str, ...]:
-    """The official 14-track validation list shipped with the `musdb` package."""
-    import musdb
-
-    with open(Path(musdb.__file__).parent / "configs" / "mus.yaml") as f:
-        return tuple(yaml.safe_load(f)["validation_tracks"])
-
-
-def _scan_subset(root: Path, subset: str, wav: bool) -> list[str]:
-    folder = root / subset
-    if not folder.is_dir():
-        raise DatasetError(
-            f"{folder}: missing '{subset}/' directory; data.root must point at a dataset in the official "
-            f"{'MUSDB18-HQ' if wav else 'MUSDB18'} layout (ROOT/train, ROOT/test)"
-        )
-    if not wav:
-        return sorted(p.name[: -len(".stem.mp4")] for p in folder.iterdir() if p.name.endswith(".stem.mp4"))
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    for name in names:
-        for stem in STEMS:
-            path = folder / name / f"{stem}.wav"
-            if not path.is_file():
-                raise DatasetError(
-                    f"{path}: missing stem file; every track needs {', '.join(s + '.wav' for s in STEMS)}. "
-                    f"Restore the file or remove the track directory."
-                )
-    return names
-
-
-def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None) -> Splits:
-    """Scan `root` and split its tracks.
-
-    Reads only directory listings (no audio), so the workflow can call it when it builds its DAG.
-
-    Args:
-        source: one of SOURCES.
-        root: dataset root in the official layout.
-        validation: names of train tracks held out for validation; None means musdb's official list.
-    Raises:
-        DatasetError naming the directory or file when the layout is broken.
-    """
-    root = Path(root)
-    wav = dataset_layout(source, root) == "wav"
-    if not root.is_dir():
-        raise DatasetError(
-            f"{root}: dataset directory does not exist; set data.root to a local "
-            f"{'MUSDB18-HQ' if wav else 'MUSDB18'} copy (ROOT/train, ROOT/test) or use data.source: synthetic"
-        )
-    train = _scan_subset(root, "train", wav)
-    test = _scan_subset(root, "test", wav)
-    if not train or not test:
-        empty = root / ("train" if not train else "test")
-        raise DatasetError(f"{empty}: no tracks found ({'wav folders' if wav else '*.stem.mp4 files'} expected)")
-    valid = musdb_validation_tracks() if validation is None else tuple(validation)
-    if validation is None:
-        valid = tuple(name for name in valid if name in train)  # e.g. a partial copy of MUSDB18
-    for name in valid:
-        if name in test:
-            raise DatasetError(f"validation track {name!r} is a test track in {root}; test tracks never reach training")
-        if name not in train:
-            raise DatasetError(f"validation track {name!r} is not in {root / 'train'}")
-    return Splits(
-        train=tuple(name for name in train if name not in valid),
-        valid=tuple(sorted(valid)),
-        test=tuple(test),
-    )
 
 
 #: Tracks whose mixture is known not to be the sum of their stems in the official release, with the
@@ -166,10 +40,6 @@ MIXTURE_ERRATA: dict[str, str] = {
 }
 #: Mixture-check policies: refuse the track, log a warning, or skip the check.
 MIXTURE_CHECKS: tuple[str, ...] = ("refuse", "warn", "off")
-#: One least significant bit of 16-bit PCM, the resolution of MUSDB18(-HQ) files.
-LSB16: float = 1.0 / 32768.0
-
-
 @dataclass(frozen=True)
 class DecodeOptions:
     """How strictly decode_track checks a track. The defaults are the documented tolerances.
@@ -209,11 +79,6 @@ class DecodeOptions:
         if not self.lossless_tolerance >= 0 or self.lossy_length_tolerance < 0:
             raise ValueError("tolerances must be >= 0")
 
-
-def track_location(layout: str, root: Path, subset: str, track: str) -> Path:
-    """The track's directory (wav layout) or .stem.mp4 file."""
-    folder = Path(root) / subset
-    return folder / track if layout == "wav" else folder / f"{track}.stem.mp4"
 
 
 def read_track(layout: str, root: Path, subset: str, track: str, options: DecodeOptions | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
@@ -359,36 +224,6 @@ def _pcm16(data: bytes | bytearray | memoryview, channels: int, where: str) -> n
     return np.frombuffer(data, dtype="<i2").reshape(-1, channels)
 
 
-def _scale(audio: np.ndarray) -> float:
-    """The factor from `audio`'s values to float amplitudes: 1/32768 for int16 PCM (as musdb and
-    stempeg divide; exact, a power of two), 1 for float arrays."""
-    return LSB16 if audio.dtype == np.int16 else 1.0
-
-
-def to_float32(audio: np.ndarray) -> np.ndarray:
-    """(samples, channels) int16 PCM or float audio -> float32, PCM divided by 32768."""
-    return np.multiply(audio, np.float32(_scale(audio)), dtype=np.float32)
-
-
-def save_channel_major(path: Path, audio: np.ndarray, block: int = 1 << 18) -> None:
-    """Write (samples, channels) audio, int16 PCM or float, to `path` as the float32 (channels,
-    samples) .npy that ``np.save(path, to_float32(audio).T.copy())`` writes, byte for byte.
-
-    The conversion runs block by block through one small buffer: the float32 array of the
-    whole track (for a 10-minute stem, 200 MB) is never held in memory.
-    """
-    samples, channels = audio.shape
-    scale = np.float32(_scale(audio))
-    buffer = np.empty(block, dtype=np.float32)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (channels, samples)}
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        for channel in range(channels):
-            for start in range(0, samples, block):
-                part = buffer[: min(block, samples - start)]
-                np.multiply(audio[start : start + len(part), channel], scale, out=part, dtype=np.float32)
-                part.tofile(f)
-
 
 def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 16) -> dict[str, float]:
     """How far the mixture is from the sum of the stems.
@@ -406,10 +241,10 @@ def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 16) -> dic
     max_abs, signal, residual = 0.0, 0.0, 0.0
     for start in range(0, n, block):
         part = slice(start, start + block)
-        mixture = np.multiply(arrays["mixture"][part], _scale(arrays["mixture"]), dtype=np.float64)
+        mixture = np.multiply(arrays["mixture"][part], pcm_scale(arrays["mixture"]), dtype=np.float64)
         error = mixture.copy()
         for target in TARGETS:  # error = mixture - sum of the stems, in float64 (exact for PCM), in place
-            error -= np.multiply(arrays[target][part], _scale(arrays[target]), dtype=np.float64)
+            error -= np.multiply(arrays[target][part], pcm_scale(arrays[target]), dtype=np.float64)
         # einsum: any memory layout (the decoded arrays are channel-major views), no copies
         signal += float(np.einsum("ij,ij->", mixture, mixture))
         residual += float(np.einsum("ij,ij->", error, error))
@@ -532,43 +367,11 @@ def decode_track(
 
 def _resample(audio: np.ndarray, orig: int, new: int) -> np.ndarray:
     """(samples, channels) float32 at `orig` Hz -> (samples', channels) at `new` Hz."""
+    # Imported here, not at the top: importing torch takes about 3.5 s, which every decode job
+    # would pay, and only a dataset at another sample rate than data.sample_rate is resampled.
     import torch
     import torchaudio.functional
 
     with torch.no_grad():
         out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio.T)), orig, new)
     return out.numpy().T
-
-
-def load_decoded(track_dir: Path, stems: Sequence[str] = STEMS, mmap: bool = True) -> dict[str, np.ndarray]:
-    """Read a decoded track: stem -> float32 (channels, samples), memory-mapped by default."""
-    return {stem: np.load(Path(track_dir) / f"{stem}.npy", mmap_mode="r" if mmap else None) for stem in stems}
-
-
-class NpyReader:
-    """Read windows of a (channels, samples) .npy file with plain file reads, without mapping it:
-    memory stays proportional to the window, also in the process's resident set (a memory map's
-    pages count there once read). Supports ``reader[:, start:stop]`` and ``reader.shape``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        with open(self.path, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read_header(f)
-            self._offset = f.tell()
-        if fortran_order or len(shape) != 2:
-            raise ValueError(f"{self.path}: expected a C-ordered (channels, samples) array, got shape {shape}")
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-
-    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
-        channels, window = key
-        if channels != slice(None) or window.step not in (None, 1):
-            raise IndexError("NpyReader supports reader[:, start:stop] only")
-        start, stop, _ = window.indices(self.shape[1])
-        out = np.empty((self.shape[0], max(stop - start, 0)), dtype=self.dtype)
-        with open(self.path, "rb") as f:
-            for channel in range(self.shape[0]):
-                f.seek(self._offset + (channel * self.shape[1] + start) * self.dtype.itemsize)
-                out[channel] = np.fromfile(f, dtype=self.dtype, count=out.shape[1])
-        return out

@@ -142,15 +142,15 @@ def local_batch_size(batch_size: int, world_size: int) -> int:
 
 
 def torchrun_command(args_file: Path, nproc: int) -> list[str]:
-    """torchrun, bound to this interpreter, running `python -m demixbench.train_main args_file` on `nproc` workers."""
+    """torchrun, bound to this interpreter, running `python -m demixbench.train args_file` on `nproc` workers."""
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "demixbench.train_main", str(args_file),
+        "-m", "demixbench.train", str(args_file),
     ]
 
 
 def launch(args_file: Path, nproc: int, log: Path | None = None) -> None:
-    """Run the training described by `args_file` (see demixbench.train_main) on `nproc` workers.
+    """Run the training described by `args_file` (see demixbench.train.worker) on `nproc` workers.
 
     SIGTERM and SIGUSR1 sent to this process are forwarded to torchrun, which passes them on to
     the workers (SIGUSR1 too: it is added to torchrun's --signals-to-handle through the
@@ -159,7 +159,7 @@ def launch(args_file: Path, nproc: int, log: Path | None = None) -> None:
     30 s after the signal; those resume from the last state saved before it.
 
     Args:
-        args_file: JSON written by demixbench.train_main.write_arguments.
+        args_file: JSON written by demixbench.train.worker.write_arguments.
         nproc: number of workers (GPUs).
         log: file that everything torchrun and the workers print is appended to (stdout and
             stderr); None: they print to this process's stdout and stderr.

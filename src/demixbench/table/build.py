@@ -1,0 +1,373 @@
+"""Building a table: read every method's runs, check that they cover the same tracks, and aggregate
+the per-track values under each aggregation into a :class:`~demixbench.table.model.Leaderboard`
+(see :mod:`demixbench.table` for the aggregations and statistics).
+
+:func:`build_table` is what the workflow's ``make_table`` rule and ``demixbench table`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from demixbench import TARGETS
+from demixbench.score.scorefile import METRICS
+from demixbench.table.model import ALL, OVER_TRACKS, Comparison, Leaderboard, MethodRuns
+from demixbench.table.render import DIFFERENCE_KIND
+from demixbench.table.runs import Run, read_run
+from demixbench.table.stats import (
+    check_bootstrap_settings,
+    combined_se,
+    mean_se,
+    over_tracks,
+    paired_bootstrap_ci,
+    paired_wilcoxon,
+    with_all,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_table"]
+
+#: Columns of every tidy table frame, in order.
+_COLUMNS: tuple[str, ...] = (
+    "aggregation",
+    "row",
+    "kind",
+    "target",
+    "mean",
+    "se",
+    "n_seeds",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "significant",
+)
+
+
+def _seed_labels(seed_dirs: Sequence[Path]) -> list[str]:
+    """Short unique labels for a method's seed directories: the directory name, or as many trailing
+    path components as needed to tell them apart (``seed0/scores``)."""
+    parts = [Path(os.path.abspath(d)).parts for d in seed_dirs]
+    longest = max(len(p) for p in parts)
+    for depth in range(1, longest + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError(f"the same seed directory is listed twice: {[str(d) for d in seed_dirs]}")
+
+
+def _check_track_sets(track_sets: Mapping[tuple[str, str], frozenset[str]]) -> frozenset[str]:
+    """The common track set; ValueError listing each (method, seed)'s missing tracks otherwise."""
+    union = frozenset().union(*track_sets.values())
+    problems = [
+        f"method {method!r} seed {seed!r} is missing {len(union - tracks)} track(s): {sorted(union - tracks)}"
+        for (method, seed), tracks in track_sets.items()
+        if tracks != union
+    ]
+    if problems:
+        raise ValueError(
+            "all methods and seeds must be scored on the same tracks (a table over different tracks "
+            "would mislead):\n  " + "\n  ".join(problems)
+        )
+    return union
+
+
+def _validate_inputs(
+    methods: tuple[MethodRuns, ...], comparisons: tuple[Comparison, ...], targets: tuple[str, ...], metric: str
+) -> None:
+    if not methods:
+        raise ValueError("at least one method is required")
+    if not targets:
+        raise ValueError("at least one target is required")
+    if ALL in targets:
+        raise ValueError(f"{ALL!r} is reserved for the mean over targets and cannot be a target")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    names = [method.name for method in methods]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate method name(s): {duplicates}")
+    for comparison in comparisons:
+        unknown = [name for name in (comparison.variant, comparison.baseline) if name not in names]
+        if unknown:
+            raise ValueError(f"comparison {comparison.label!r}: unknown method(s) {unknown}; known: {names}")
+    labels = [comparison.label for comparison in comparisons]
+    clashes = sorted({label for label in labels if labels.count(label) > 1 or label in names})
+    if clashes:
+        raise ValueError(f"comparison row label(s) {clashes} are duplicated or clash with a method name")
+
+
+def _per_track_values(
+    methods: tuple[MethodRuns, ...],
+    runs: Mapping[str, Mapping[str, Run]],
+    tracks: list[str],
+    targets: tuple[str, ...],
+    metric: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """Per method, (seeds, tracks, targets) arrays of per-track medians over frames and of nSDR
+    (None when some seed lacks nSDR), tracks in the order given."""
+    medians: dict[str, np.ndarray] = {}
+    nsdr: dict[str, np.ndarray | None] = {}
+    for method in methods:
+        seeds = runs[method.name]
+        medians[method.name] = np.stack(
+            [run.medians.reindex(tracks)[list(targets)].to_numpy(dtype=np.float64) for run in seeds.values()]
+        )
+        for seed, run in seeds.items():
+            for target in targets:
+                n_nan = int(run.medians[target].isna().sum())
+                if n_nan:
+                    log.warning(
+                        "%s/%s: %d track(s) with NaN %s %s skipped in the aggregation over tracks",
+                        method.name,
+                        seed,
+                        n_nan,
+                        target,
+                        metric,
+                    )
+        lacking = [seed for seed, run in seeds.items() if run.nsdr is None]
+        if lacking:
+            nsdr[method.name] = None
+            if len(lacking) < len(seeds):
+                log.warning(
+                    "method %r: seed(s) %s have no nSDR in their score files; the method's nSDR is NA",
+                    method.name,
+                    lacking,
+                )
+        else:
+            tables = [run.nsdr for run in seeds.values() if run.nsdr is not None]
+            nsdr[method.name] = np.stack(
+                [table.reindex(tracks)[list(targets)].to_numpy(dtype=np.float64) for table in tables]
+            )
+    return medians, nsdr
+
+
+def _aggregate_table(
+    aggregation: str,
+    methods: tuple[MethodRuns, ...],
+    comparisons: tuple[Comparison, ...],
+    values: Mapping[str, np.ndarray | None],
+    seed_labels: Mapping[str, list[str]],
+    targets: tuple[str, ...],
+    *,
+    n_resamples: int,
+    bootstrap_seed: int,
+    confidence: float,
+) -> tuple[pd.DataFrame, dict[str, dict[str, dict[str, float]]]]:
+    """One aggregation's tidy frame and per-seed values."""
+    statistic = OVER_TRACKS[aggregation]
+    columns = (*targets, ALL)
+    seed_values: dict[str, dict[str, dict[str, float]]] = {}
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    records: list[dict[str, Any]] = []
+    for method in methods:
+        labels = seed_labels[method.name]
+        array = values[method.name]
+        if array is None:
+            per_seed = np.full((len(labels), len(columns)), np.nan)
+        else:
+            per_seed = with_all(over_tracks(array, statistic, axis=1))  # (seeds, targets + 1)
+        seed_values[method.name] = {
+            label: {column: float(value) for column, value in zip(columns, row, strict=True)}
+            for label, row in zip(labels, per_seed, strict=True)
+        }
+        summary[method.name] = {}
+        for index, column in enumerate(columns):
+            mean, se = mean_se(per_seed[:, index])
+            summary[method.name][column] = (mean, se)
+            records.append(
+                {
+                    "aggregation": aggregation,
+                    "row": method.name,
+                    "kind": method.kind,
+                    "target": column,
+                    "mean": mean,
+                    "se": se,
+                    "n_seeds": len(labels),
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "p_value": math.nan,
+                    "significant": pd.NA,
+                }
+            )
+
+    for comparison in comparisons:
+        variant, baseline = values[comparison.variant], values[comparison.baseline]
+        nan = np.full(len(columns), np.nan)
+        low, high, p_values = nan, nan, nan
+        if variant is not None and baseline is not None:
+            _, low, high = paired_bootstrap_ci(
+                variant,
+                baseline,
+                over_tracks=statistic,
+                n_resamples=n_resamples,
+                seed=bootstrap_seed,
+                confidence=confidence,
+            )
+            p_values = paired_wilcoxon(variant, baseline)
+        for index, column in enumerate(columns):
+            mean_v, se_v = summary[comparison.variant][column]
+            mean_b, se_b = summary[comparison.baseline][column]
+            ci_low, ci_high = float(low[index]), float(high[index])
+            defined = not (math.isnan(ci_low) or math.isnan(ci_high))
+            records.append(
+                {
+                    "aggregation": aggregation,
+                    "row": comparison.label,
+                    "kind": DIFFERENCE_KIND,
+                    "target": column,
+                    "mean": mean_v - mean_b,
+                    "se": combined_se(se_v, se_b),
+                    "n_seeds": pd.NA,
+                    "ci_low": ci_low,
+                    "ci_high": ci_high,
+                    "p_value": float(p_values[index]),
+                    "significant": (not ci_low <= 0.0 <= ci_high) if defined else pd.NA,
+                }
+            )
+
+    frame = pd.DataFrame.from_records(records, columns=list(_COLUMNS))
+    frame = frame.astype(
+        {
+            "aggregation": "object",
+            "row": "object",
+            "kind": "object",
+            "target": "object",
+            "mean": "float64",
+            "se": "float64",
+            "n_seeds": "Int64",
+            "ci_low": "float64",
+            "ci_high": "float64",
+            "p_value": "float64",
+            "significant": "boolean",
+        }
+    )
+    return frame, seed_values
+
+
+def build_table(
+    methods: Sequence[MethodRuns],
+    comparisons: Sequence[Comparison] = (),
+    targets: Sequence[str] = TARGETS,
+    metric: str = "SDR",
+    *,
+    n_resamples: int = 2000,
+    bootstrap_seed: int = 0,
+    confidence: float = 0.95,
+) -> Leaderboard:
+    """Aggregate score directories into a :class:`~demixbench.table.model.Leaderboard` (see
+    :mod:`demixbench.table`).
+
+    Per method and seed: per-track median over frames of ``metric`` (one of :data:`~demixbench.score.scorefile.METRICS`), then
+    per target the median over tracks ("median" table) and the mean over tracks ("mean" table);
+    for SDR, when any method's files carry ``"nsdr"``, also the mean over tracks of the per-track
+    nSDR ("nsdr" table; NA for methods without). "All" is the mean of the targets' values. Across
+    seeds: mean, standard error (ddof=1 std / sqrt(n), NaN for one seed) and the number of seeds.
+    One difference row per comparison, per target and All: mean(variant) - mean(baseline) with SE
+    sqrt(se_v² + se_b²) (a single run's NaN SE counts as 0 when the other SE is defined; NaN when
+    both are single runs), a ``confidence`` paired bootstrap interval (:func:`paired_bootstrap_ci`,
+    ``n_resamples`` resamples from random seed ``bootstrap_seed``), ``significant`` (the interval
+    excludes 0) and a Wilcoxon signed-rank p-value (:func:`paired_wilcoxon`).
+
+    Raises ValueError for an unknown metric, duplicate method names, a comparison naming an unknown
+    method, unreadable or ill-formed score files (naming the file), or when the seeds of a method or
+    the methods do not all cover the same set of tracks.
+    """
+    methods = tuple(methods)
+    comparisons = tuple(comparisons)
+    targets = tuple(targets)
+    _validate_inputs(methods, comparisons, targets, metric)
+    check_bootstrap_settings(n_resamples, confidence)
+
+    runs: dict[str, dict[str, Run]] = {}
+    for method in methods:
+        labels = _seed_labels(method.seed_dirs)
+        runs[method.name] = {
+            label: read_run(seed_dir, targets, metric)
+            for label, seed_dir in zip(labels, method.seed_dirs, strict=True)
+        }
+    tracks = sorted(
+        _check_track_sets(
+            {
+                (name, seed): frozenset(run.medians.index)
+                for name, seeds in runs.items()
+                for seed, run in seeds.items()
+            }
+        )
+    )
+    durations = frozenset().union(*(run.frame_durations for seeds in runs.values() for run in seeds.values()))
+    seed_labels = {name: list(seeds) for name, seeds in runs.items()}
+
+    medians, nsdr = _per_track_values(methods, runs, tracks, targets, metric)
+    sources: dict[str, Mapping[str, np.ndarray | None]] = {"median": medians, "mean": medians}
+    if metric == "SDR" and any(array is not None for array in nsdr.values()):
+        sources["nsdr"] = nsdr
+        lacking = [name for name, array in nsdr.items() if array is None]
+        if lacking:
+            log.info("no nSDR for %s: NA in the nSDR table", lacking)
+
+    results: dict[str, pd.DataFrame] = {}
+    seeds: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for aggregation, values in sources.items():
+        results[aggregation], seeds[aggregation] = _aggregate_table(
+            aggregation,
+            methods,
+            comparisons,
+            values,
+            seed_labels,
+            targets,
+            n_resamples=int(n_resamples),
+            bootstrap_seed=bootstrap_seed,
+            confidence=confidence,
+        )
+
+    table = Leaderboard(
+        results=results,
+        seeds=seeds,
+        metric=metric,
+        n_tracks=len(tracks),
+        targets=targets,
+        comparisons=comparisons,
+        frame_duration=next(iter(durations)) if len(durations) == 1 else None,
+        notes={method.name: method.note for method in methods if method.note},
+        n_resamples=int(n_resamples),
+        bootstrap_seed=bootstrap_seed,
+        confidence=confidence,
+    )
+    log.info(
+        "built %s table: %d methods, %d comparisons, %d tracks, aggregations %s",
+        metric,
+        len(methods),
+        len(comparisons),
+        len(tracks),
+        list(results),
+    )
+    return table
+
+
+def make_table(
+    methods: Sequence[MethodRuns],
+    comparisons: Sequence[Comparison],
+    out_dir: Path,
+    metric: str = "SDR",
+    *,
+    n_resamples: int = 2000,
+    bootstrap_seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Path]:
+    """What rule ``make_table`` runs: :func:`build_table` for ``metric``, written into ``out_dir``
+    as ``<metric>.md``, ``.csv``, ``.json``, ``.tex``, ``.html`` and ``.metrics.json`` (metric in
+    lower case). Returns the written paths keyed by format (see
+    :meth:`~demixbench.table.model.Leaderboard.write`)."""
+    table = build_table(
+        methods, comparisons, metric=metric, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, confidence=confidence
+    )
+    return table.write(Path(out_dir))

@@ -1,0 +1,435 @@
+"""Training a separator (optionally with a discriminator) from the decoded cache: ``train()``.
+
+Examples are random segments read from memory-mapped per-track arrays, with the usual MUSDB18
+augmentations (sources remixed across tracks, channel swap, sign flip; see
+demixbench.train.sampler). Every epoch the model is validated on the validation split (never the
+test split) with its loss and the MDX nSDR (demixbench.train.validate), and the best-on-validation
+weights become the checkpoint.
+
+Everything random is seeded from `TrainConfig.seed`: on CPU, the same seed and config give
+bit-identical weights.
+
+Under torchrun (WORLD_SIZE > 1; see demixbench.train.distributed.launch) the same training runs data
+parallel with DistributedDataParallel: `TrainConfig.batch_size` stays the global batch, split evenly
+over the processes, and every process draws the random choices of the whole global batch from the
+same generator, so the data are those of a 1-process run and the weights agree with it to float
+rounding (the gradient all-reduce sums in another order). BatchNorm statistics are synchronised
+over the processes (SyncBatchNorm, CUDA only). Rank 0 logs and writes all files.
+
+Mixed precision (`TrainConfig.precision`): "bf16" or "fp16" run the forward passes and losses
+under torch.autocast (weights, optimiser states and STFTs stay float32); "fp16" also scales the
+losses with a GradScaler per optimiser, because fp16's narrow exponent range underflows small
+gradients. "fp32" (the default) runs exactly the code path without autocast.
+
+``train()`` reads top to bottom: ``_build_parts`` builds what trains and is checkpointed (a
+``_Parts``), the rolling state is resumed (demixbench.train.state), ``_wrap_ddp`` wraps the
+modules for a multi-process run, and every epoch is ``_train_epoch`` (each step:
+``_discriminator_step``, ``_generator_loss``, ``_optimizer_step``), ``validate`` and ``_end_epoch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from demixbench import TARGETS
+from demixbench.devices import resolve_device
+from demixbench.models import DISCRIMINATORS, ModelSpec, build_discriminator, build_model
+from demixbench.models.checkpoint import save_checkpoint
+from demixbench.models.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from demixbench.train import distributed
+from demixbench.train.config import PRECISIONS, GANConfig, TrainConfig
+from demixbench.train.history import write_history
+from demixbench.train.sampler import BatchLoader, ChunkSampler
+from demixbench.train.state import TrainingInterrupted, _Progress, _StopSignals, fingerprint, load_state, save_state
+from demixbench.train.validate import validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Parts:
+    """Everything of one run that trains and is checkpointed, built by _build_parts (demucs' Solver
+    keeps the same on one object): the separator with its optimiser and LR scheduler (None for
+    "constant"), the discriminator with its optimiser (None without GAN), autocast and one loss
+    scaler per optimiser, and where the rolling state goes (None without a work_dir) with the
+    fingerprint a state on disk must match to be resumed.
+
+    `generator` and `critic` are what the training step calls: the separation loss and the
+    discriminator, or their DDP wrappers (see _wrap_ddp). State dicts, validation and `condition`
+    use the plain `model` and `discriminator`.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    discriminator: nn.Module | None
+    opt_d: torch.optim.Optimizer | None
+    amp: _MixedPrecision
+    scaler: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler | None
+    targets: tuple[str, ...]
+    device: torch.device
+    state_file: Path | None
+    fingerprint: str
+    generator: nn.Module = field(init=False)
+    critic: nn.Module | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.generator, self.critic = _SeparationLoss(self.model), self.discriminator
+
+    def stateful(self) -> dict[str, Any]:
+        """The parts of the rolling state by name (None: not part of this run)."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "discriminator": self.discriminator,
+            "opt_d": self.opt_d,
+            # A disabled GradScaler has no state to save (and refuses to load an empty one).
+            "scaler": self.scaler if self.amp.scaling else None,
+            "scaler_d": self.scaler_d if self.amp.scaling else None,
+        }
+
+    def resume(self, rng: np.random.Generator) -> _Progress:
+        """Restore the parts and `rng` from a rolling state written with the same settings and
+        return its progress; a fresh progress when there is none."""
+        progress = load_state(self.state_file, self.fingerprint, self.stateful(), rng, self.device) if self.state_file else None
+        return progress or _Progress()
+
+    def save(self, progress: _Progress, loader: BatchLoader) -> None:
+        """Write the rolling state (nothing without a work_dir)."""
+        if self.state_file is not None:
+            save_state(self.state_file, self.fingerprint, self.stateful(), loader.rng_state(), progress, self.device)
+
+
+def train(
+    model_spec: ModelSpec,
+    config: TrainConfig,
+    train_dirs: Sequence[Path],
+    valid_dirs: Sequence[Path],
+    checkpoint: Path,
+    history_csv: Path,
+    input_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    gan: GANConfig | None = None,
+    record: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> list[dict[str, float]]:
+    """Train, validate every epoch, and write the best-on-validation checkpoint and the history.
+
+    Args:
+        model_spec: architecture and constructor arguments.
+        config: optimisation and data settings, including the seed.
+        train_dirs, valid_dirs: decoded track directories (see demixbench.data.decode.decode_track).
+        checkpoint: path of model.pt; model.json is written beside it.
+        history_csv: per-epoch learning curves (history.json and history.png are written beside it).
+        input_stats: (mean, std) per frequency bin, for models that normalise their input.
+        gan: adversarial training settings, or None for the plain baseline.
+        record: the resolved configuration to store in the checkpoint metadata.
+        provenance: added to the checkpoint's provenance (e.g. ``{"dataset_fingerprint": ...}``,
+            see demixbench.data.verify.dataset_summary).
+        work_dir: where the rolling state (model, optimisers, schedulers, RNG states, step) is kept,
+            written atomically after every epoch, every `checkpoint_every_steps` steps and on
+            SIGTERM/SIGUSR1. A run started with the same settings resumes from it and ends with
+            the same weights as an uninterrupted run (on CPU). Removed after success.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls train() with the same arguments; it joins
+    the process group (see demixbench.train.distributed.init_process_group) and trains data parallel,
+    `config.batch_size` being the global batch and `config.threads` the threads of all processes.
+    Rank 0 writes the files; every rank returns the history.
+    Returns:
+        The history, one dict per epoch.
+    Raises:
+        TrainingInterrupted after SIGTERM/SIGUSR1, once the rolling state is saved.
+    """
+    device = distributed.worker_device(resolve_device(config.device))
+    multi = distributed.init_process_group(device)  # nothing outside torchrun
+    rank, world = distributed.rank(), distributed.world_size()
+    distributed.local_batch_size(config.batch_size, world)  # fail before any work when it does not split
+    torch.set_num_threads(max(1, config.threads // world))  # config.threads is for the whole job
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng([config.seed, 0x5EED])  # the same on every rank: they draw the global batch
+    parts = _build_parts(model_spec, config, gan, input_stats, device, multi, work_dir)
+    if multi:  # the same initial weights everywhere, but each rank its own stream (dropout masks)
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
+    sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, parts.targets)
+    progress = parts.resume(rng)
+    if multi:
+        _wrap_ddp(parts)
+    log.info(
+        "training %s (%d parameters%s) seed %d on %s (%s), %d tracks, validating on %d%s",
+        model_spec.arch, sum(p.numel() for p in parts.model.parameters()), f", GAN with {gan.discriminator}" if gan else "",
+        config.seed, f"{world} processes ({device.type}), batch {config.batch_size // world} each" if multi else device,
+        config.precision, len(train_dirs), len(valid_dirs), f"; resumed at step {progress.step}" if progress.step else "",
+    )
+    loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches)
+    with _StopSignals() as stop, closing(loader):
+        while progress.epoch < config.epochs and not progress.stopped_early:
+            epoch = progress.epoch + 1
+            started = time.perf_counter()
+            _train_epoch(parts, loader, progress, stop, config, gan, epoch)
+            lr = parts.optimizer.param_groups[0]["lr"]  # after the epoch's last step (the same after a resume)
+            validation = validate(parts.model, valid_dirs, config, parts.targets, device)
+            _end_epoch(progress, epoch, config, parts.scheduler, parts.model, lr, validation, time.perf_counter() - started)
+            parts.save(progress, loader)
+
+    parts.model.load_state_dict(progress.best_state)
+    if rank == 0:
+        write_history(history_csv, progress.history)
+        save_checkpoint(
+            parts.model,
+            checkpoint,
+            arch=model_spec.arch,
+            args=model_spec.args,
+            config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
+            extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
+            provenance_extra=provenance,
+        )
+        if parts.state_file is not None:
+            parts.state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one
+        log.info("best epoch %d (valid loss %.4f) saved to %s", progress.best_epoch, progress.best_loss, checkpoint)
+    distributed.barrier()  # every rank returns once the files are written
+    return progress.history
+
+
+def _build_parts(
+    model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | None, input_stats: tuple[np.ndarray, np.ndarray] | None,
+    device: torch.device, multi: bool, work_dir: Path | None,
+) -> _Parts:
+    """The separator (input stats set, BatchNorm synchronised in a multi-process run, on `device`)
+    with its Adam optimiser and LR scheduler; for a GAN variant the discriminator, which must
+    compare the separator's representation, with its own Adam; autocast and the loss scalers.
+    The weights are initialised from torch's generator as the caller seeded it."""
+    model = build_model(model_spec.arch, model_spec.args)
+    if input_stats is not None and hasattr(model, "set_input_stats"):
+        model.set_input_stats(torch.from_numpy(input_stats[0]), torch.from_numpy(input_stats[1]))
+    targets = tuple(getattr(model, "targets", TARGETS))
+    if multi:
+        model = _sync_batchnorm(model, device, f"model {model_spec.arch!r}")
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(optimizer, config)
+    discriminator = opt_d = None
+    if gan is not None:
+        discriminator = build_discriminator(gan.discriminator, gan.discriminator_args).to(device)
+        if discriminator.domain != model.domain:
+            compatible = sorted(name for name, cls in DISCRIMINATORS.items() if cls.domain == model.domain)
+            raise ValueError(
+                f"discriminator {gan.discriminator!r} compares {discriminator.domain} representations, but "
+                f"{model_spec.arch!r} is a {model.domain} model; use one of: {', '.join(compatible)}"
+            )
+        if multi:
+            discriminator = _sync_batchnorm(discriminator, device, f"discriminator {gan.discriminator!r}")
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=gan.betas)
+    amp = _MixedPrecision(config.precision, device)
+    state_file = Path(work_dir) / "state.pt" if work_dir is not None else None
+    return _Parts(
+        model, optimizer, scheduler, discriminator, opt_d, amp, amp.scaler(), amp.scaler() if gan is not None else None,
+        targets, device, state_file, fingerprint(model_spec, config, gan),
+    )
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The LR scheduler of `config.lr_schedule`, or None for "constant". cosine and step are stepped
+    after every optimiser step, plateau after every validation (with the validation loss)."""
+    total_steps = config.epochs * config.steps_per_epoch
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs * config.steps_per_epoch, gamma=config.lr_gamma)
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_gamma, patience=config.lr_plateau_patience)
+    if config.lr_schedule == "constant":
+        return None
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; allowed: constant, cosine, step, plateau")
+
+
+def _sync_batchnorm(module: nn.Module, device: torch.device, name: str) -> nn.Module:
+    """BatchNorm layers -> SyncBatchNorm, so a multi-process run normalises with the statistics of
+    the global batch, as a 1-process run does."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return module
+    if device.type != "cuda":
+        raise ValueError(
+            f"{name} has BatchNorm layers, whose statistics must be synchronised over the "
+            f"{distributed.world_size()} processes, but torch's SyncBatchNorm works on CUDA only; "
+            "train it on GPUs, or in a single process on CPU"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
+def _wrap_ddp(parts: _Parts) -> None:
+    """Multi-process run: the training step calls DDP wrappers of the separation loss and of the
+    discriminator, which average the gradients over the ranks in backward (the wrappers broadcast
+    rank 0's weights when built, so this comes after any resume)."""
+    device_ids = [parts.device.index] if parts.device.type == "cuda" else None
+    parts.generator = DistributedDataParallel(parts.generator, device_ids=device_ids)
+    if parts.discriminator is not None:
+        parts.critic = DistributedDataParallel(parts.discriminator, device_ids=device_ids)
+
+
+def _train_epoch(parts: _Parts, loader: BatchLoader, progress: _Progress, stop: _StopSignals, config: TrainConfig, gan: GANConfig | None, epoch: int) -> None:
+    """The steps of epoch `epoch` from progress.step on (> the epoch's first after a resume), each
+    one generator update (after a discriminator update in a GAN variant past its warm-up), adding
+    the losses to `progress`. Saves the rolling state every `checkpoint_every_steps` steps; after
+    SIGTERM/SIGUSR1 saves it and raises TrainingInterrupted."""
+    parts.generator.train()
+    first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
+    bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False, disable=distributed.rank() != 0)
+    for _ in bar:
+        mixture, sources = (x.to(parts.device, non_blocking=True) for x in loader.next())
+        with parts.amp.autocast():
+            loss, estimate, reference = parts.generator(mixture, sources)
+        total = loss
+        adversarial = parts.discriminator is not None and progress.step >= gan.warmup_steps
+        adv_value = d_value = 0.0
+        if adversarial:
+            condition, real_features, d_loss = _discriminator_step(parts, gan, mixture, estimate, reference)
+            total, adv = _generator_loss(parts, gan, loss, estimate, condition, real_features)
+            adv_value, d_value = adv.item(), d_loss.item()
+        _optimizer_step(parts, config, total)
+        # Losses of the global batch (the mean of the ranks' equal shares), the same on every rank.
+        loss_value, adv_value, d_value = distributed.all_reduce_mean([loss.item(), adv_value, d_value])
+        if adversarial:
+            progress.sums["train_adv"] += adv_value
+            progress.sums["train_d"] += d_value
+        progress.sums["train_loss"] += loss_value
+        progress.step += 1
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        received = distributed.all_reduce_max(stop.received or 0)  # every rank stops at the same step
+        if received:
+            parts.save(progress, loader)
+            distributed.barrier()  # the state is written before any rank exits
+            name = signal.Signals(received).name
+            raise TrainingInterrupted(f"{name} received: state saved at step {progress.step} in {parts.state_file}; rerun to resume")
+        if config.checkpoint_every_steps and progress.step % config.checkpoint_every_steps == 0:
+            parts.save(progress, loader)
+
+
+def _discriminator_step(
+    parts: _Parts, gan: GANConfig, mixture: torch.Tensor, estimate: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """One discriminator update: true sources against the generator's estimate, both conditioned
+    on the mixture, in the representation the generator's loss compares (`reference`, `estimate`:
+    (batch, targets, channels, ...)). Returns (condition, real features, discriminator loss)."""
+    with parts.amp.autocast():
+        condition = parts.model.condition(mixture)
+        real_logits, real_features = parts.critic(reference, condition)
+        # Detached: the discriminator's loss must not reach the generator's weights, and the
+        # generator's graph stays intact for its own backward pass (see _generator_loss).
+        fake_logits, _ = parts.critic(estimate.detach(), condition)
+        d_loss = discriminator_loss(real_logits, fake_logits, gan.loss)
+    parts.opt_d.zero_grad(set_to_none=True)
+    # Under DDP this backward all-reduces the discriminator's gradients (averaged over the ranks),
+    # so every rank takes the same step and the copies of the discriminator stay equal.
+    parts.scaler_d.scale(d_loss).backward()
+    parts.scaler_d.step(parts.opt_d)
+    parts.scaler_d.update()
+    return condition, real_features, d_loss
+
+
+def _generator_loss(
+    parts: _Parts, gan: GANConfig, loss: torch.Tensor, estimate: torch.Tensor, condition: torch.Tensor, real_features: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's total loss: reconstruction `loss` + adv_weight * adversarial term
+    (+ feature_match_weight * feature matching). Returns (total, adversarial term)."""
+    with parts.amp.autocast():
+        # The estimate again, now attached, through the just-updated discriminator: this term's
+        # gradients flow into the generator. (The discriminator's own gradients from it are
+        # discarded: opt_d.zero_grad clears them before the next discriminator step.)
+        fake_logits, fake_features = parts.critic(estimate, condition)
+        adv = generator_adversarial_loss(fake_logits, gan.loss)
+        # A small adv_weight keeps the reconstruction loss in charge (the GAN variant only refines).
+        total = loss + gan.adv_weight * adv
+        if gan.feature_match_weight > 0:
+            # Real features from before the discriminator update, detached (as MelGAN does).
+            total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
+    return total, adv
+
+
+def _optimizer_step(parts: _Parts, config: TrainConfig, total: torch.Tensor) -> None:
+    """Backward of the generator's total loss, gradient clipping, the Adam step, and the LR step
+    of the per-step schedules (cosine, step)."""
+    parts.optimizer.zero_grad(set_to_none=True)
+    # The loss is rescaled (fp16 only; the scale is 1 otherwise) so that small gradients do not
+    # underflow in fp16; under DDP this backward also all-reduces the generator's gradients.
+    parts.scaler.scale(total).backward()
+    if config.grad_clip is not None:  # gradients are already averaged over the ranks here
+        parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.grad_clip)
+    parts.scaler.step(parts.optimizer)  # skipped by the fp16 scaler when a gradient is inf/NaN
+    parts.scaler.update()
+    if parts.scheduler is not None and config.lr_schedule != "plateau":
+        parts.scheduler.step()
+
+
+def _end_epoch(progress: _Progress, epoch: int, config: TrainConfig, scheduler: Any, model: nn.Module, lr: float, validation: dict[str, float], seconds: float) -> None:
+    """Record an epoch: history row, best weights, LR on plateau, early stopping, one log line."""
+    row = {"epoch": epoch, "step": progress.step, **{k: v / config.steps_per_epoch for k, v in progress.sums.items()}}
+    row.update(validation)
+    row["lr"] = lr
+    row["seconds"] = seconds
+    progress.history.append(row)
+    improved = row["valid_loss"] < progress.best_loss
+    if improved:
+        progress.best_loss, progress.best_epoch, progress.stale_epochs = row["valid_loss"], epoch, 0
+        progress.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        progress.stale_epochs += 1
+    if config.lr_schedule == "plateau":
+        scheduler.step(row["valid_loss"])
+    patience = config.early_stopping_patience
+    progress.stopped_early = patience is not None and progress.stale_epochs >= patience and epoch < config.epochs
+    progress.epoch = epoch
+    progress.sums = {k: 0.0 for k in progress.sums}
+    log.info(
+        "epoch %d/%d  train %.4f  valid %.4f  nSDR %.2f dB  lr %.2e%s  %.1f s%s",
+        epoch, config.epochs, row["train_loss"], row["valid_loss"], row["valid_nsdr"], lr,
+        "  (best)" if improved else "", seconds,
+        f"\nstopping early: no improvement for {patience} epochs" if progress.stopped_early else "",
+    )
+
+
+class _SeparationLoss(nn.Module):
+    """`model.separation_loss` as a module's forward: DistributedDataParallel synchronises the
+    gradients of what runs through its wrapper's forward, not of other methods of the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.separation_loss(mixture, sources)
+
+
+class _MixedPrecision:
+    """Autocast for the forward passes and loss scaling for the backward passes of one run.
+
+    With precision "fp32" both are disabled and every call below reduces to the plain
+    `loss.backward()` / `optimizer.step()`, so fp32 runs stay bit-identical to a loop without them.
+    """
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.dtype = PRECISIONS[precision]
+        self.device_type = device.type
+        self.scaling = precision == "fp16"
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """A loss scaler for one optimiser (one per optimiser: their gradients overflow independently)."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.scaling)
