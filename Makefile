@@ -12,13 +12,14 @@ CONFIG ?= config.yaml
 # The stamp records that the lock was installed; it is rebuilt when the lock or pyproject changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
+.PHONY: demo test test-fast lint format dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
 
 help:
 	@echo "make demo        synthetic MUSDB18 -> trained U-Net and U-Net+GAN (2 seeds) -> SDR table"
 	@echo "make test        the test suite (includes the slow pipeline tests, as CI runs it)"
 	@echo "make test-fast   the tests not marked slow"
-	@echo "make lint        snakemake --lint on both configs"
+	@echo "make lint        ruff (lint, format, imports), snakefmt and snakemake --lint (the test suite runs them too)"
+	@echo "make format      apply ruff's fixes and formatting and snakefmt"
 	@echo "make dry-run     list the jobs of the demo"
 	@echo "make table       reviewer: pull the scores (DVC remote) and rebuild the tables; nothing is trained, separated or scored"
 	@echo "make evaluate    lab: pull the checkpoints (DVC remote), separate and score the test set, rebuild the tables; never trains"
@@ -36,8 +37,17 @@ test: venv ffmpeg
 test-fast: venv ffmpeg
 	$(BIN)/pytest -m "not slow"
 
+# The same checks as tests/test_setup.py::test_code_is_lint_clean_and_formatted (so CI runs them).
 lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(SNAKEMAKE) --lint --configfile config/demo.yaml
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
 
 dry-run: venv
 	$(SNAKEMAKE) -n --configfile config/demo.yaml

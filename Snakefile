@@ -2,6 +2,7 @@
 # set -> BSS Eval v4 scores -> comparison tables, figures and a report. See README.md; the config is
 # config.yaml.
 
+
 configfile: "config.yaml"
 
 

@@ -21,9 +21,9 @@ import torch
 from demixbench import TARGETS
 from demixbench.data.decode import decode_track
 from demixbench.data.layout import list_tracks
-from demixbench.models import build_model
 from demixbench.data.synthetic.spec import SyntheticSpec
 from demixbench.data.synthetic.writer import write_dataset
+from demixbench.models import build_model
 from demixbench.train.sampler import ChunkSampler
 
 
@@ -69,10 +69,15 @@ def main() -> None:
             sampler.batch(rng, 16)
             batches += 1
         ours = batches * 16 / (time.perf_counter() - started)
-        print(f"examples/s of {args.segment:g} s: musdb on the fly {reference:.1f}, demixbench cache {ours:.1f}, ratio {ours / reference:.0f}x")
+        print(
+            f"examples/s of {args.segment:g} s: musdb on the fly {reference:.1f}, "
+            f"demixbench cache {ours:.1f}, ratio {ours / reference:.0f}x"
+        )
 
         # Demo training step (config/demo.yaml's U-Net, batch 8 x 2 s): time waiting for data vs total.
-        model = build_model("unet", {"n_fft": 1024, "hop_length": 256, "max_bins": 512, "channels": [8, 16, 32, 64, 128]})
+        model = build_model(
+            "unet", {"n_fft": 1024, "hop_length": 256, "max_bins": 512, "channels": [8, 16, 32, 64, 128]}
+        )
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         demo_sampler = ChunkSampler(dirs, 2 * 44100, remix=True, channel_swap=True, sign_flip=False)
         data_time = step_time = 0.0
@@ -88,7 +93,10 @@ def main() -> None:
             if step >= 2:  # skip warm-up
                 data_time += t1 - t0
                 step_time += t2 - t0
-        print(f"demo training step: {1000 * step_time / 10:.0f} ms, of which waiting for data {100 * data_time / step_time:.2f}%")
+        print(
+            f"demo training step: {1000 * step_time / 10:.0f} ms, "
+            f"of which waiting for data {100 * data_time / step_time:.2f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -53,15 +53,30 @@ def config(tracks: int, seconds: float) -> dict:
     demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     config = copy.deepcopy(demo)
     n_test = max(1, tracks // 4)
-    config["data"]["synthetic"].update(n_train=tracks - n_test, n_test=n_test, n_validation=1, duration=seconds, format="stem.mp4")
+    config["data"]["synthetic"].update(
+        n_train=tracks - n_test, n_test=n_test, n_validation=1, duration=seconds, format="stem.mp4"
+    )
     return config
 
 
 def snakemake(workdir: Path, *args: str) -> float:
     start = time.perf_counter()
     result = subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(workdir / "bench.yaml"), "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True,
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "bench.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -78,9 +93,15 @@ def decode_one(args: tuple[str, str, str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=6, help="tracks in the dataset (default 6)")
-    parser.add_argument("--seconds", type=float, default=240.0, help="seconds per track (default 240, about the mean MUSDB18 track)")
+    parser.add_argument(
+        "--seconds", type=float, default=240.0, help="seconds per track (default 240, about the mean MUSDB18 track)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="measurements of each, in turn; the fastest is reported")
-    parser.add_argument("--workdir", type=Path, help="keep the generated dataset here and reuse it on the next run (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the generated dataset here and reuse it on the next run (default: a temporary directory)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,16 +114,21 @@ def main() -> None:
         report = json.loads((work / "results/datasets/report.json").read_text())
         tracks = [(subset, name) for subset, names in report["subsets"].items() for name in names]
         audio = args.tracks * args.seconds
-        print(f"{args.tracks} tracks x {args.seconds:g} s (.stem.mp4, 5 AAC streams each), generated in {generated:.0f} s")
+        print(
+            f"{args.tracks} tracks x {args.seconds:g} s (.stem.mp4, 5 AAC streams each), generated in {generated:.0f} s"
+        )
 
         # This machine (a VM) pays heavily for the first touch of fresh memory: whichever runs
         # first in a process tree gets slower. So each measurement runs `--rounds` times, in turn,
         # and the fastest of each is reported.
         times: dict[str, list[float]] = {"musdb": [], "stage": [], "library": []}
         for _ in range(args.rounds):
-            reference, decoded = (float(v) for v in subprocess.run(
-                [sys.executable, "-c", MUSDB_CHILD, str(root)], check=True, capture_output=True, text=True
-            ).stdout.split())
+            reference, decoded = (
+                float(v)
+                for v in subprocess.run(
+                    [sys.executable, "-c", MUSDB_CHILD, str(root)], check=True, capture_output=True, text=True
+                ).stdout.split()
+            )
             assert abs(decoded - audio) < 1.0, (decoded, audio)
             times["musdb"].append(reference)
             shutil.rmtree(work / "results/decoded", ignore_errors=True)
@@ -118,9 +144,18 @@ def main() -> None:
             times["library"].append(time.perf_counter() - start)
         reference, stage, library = (min(times[key]) for key in ("musdb", "stage", "library"))
         rounds = {key: ", ".join(f"{t:.1f}" for t in values) for key, values in times.items()}
-        print(f"musdb, one process:           {reference:7.1f} s  {audio / reference:6.1f} s of audio per s  (rounds: {rounds['musdb']} s)")
-        print(f"decode stage, snakemake -j 2: {stage:7.1f} s  {audio / stage:6.1f} s of audio per s  ({reference / stage:.2f}x musdb; rounds: {rounds['stage']} s)")
-        print(f"decode_track, 2 processes:    {library:7.1f} s  {audio / library:6.1f} s of audio per s  ({reference / library:.2f}x musdb; rounds: {rounds['library']} s)")
+        print(
+            f"musdb, one process:           {reference:7.1f} s  {audio / reference:6.1f} s of audio per s  "
+            f"(rounds: {rounds['musdb']} s)"
+        )
+        print(
+            f"decode stage, snakemake -j 2: {stage:7.1f} s  {audio / stage:6.1f} s of audio per s  "
+            f"({reference / stage:.2f}x musdb; rounds: {rounds['stage']} s)"
+        )
+        print(
+            f"decode_track, 2 processes:    {library:7.1f} s  {audio / library:6.1f} s of audio per s  "
+            f"({reference / library:.2f}x musdb; rounds: {rounds['library']} s)"
+        )
         print(f"target: decode stage >= 1.8x musdb: {'met' if reference / stage >= 1.8 else 'NOT met'}")
 
 

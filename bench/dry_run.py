@@ -38,8 +38,21 @@ def dry_run(workdir: Path, config: Path) -> tuple[float, int]:
     """Wall time of one `snakemake -n` and the number of jobs it lists."""
     start = time.perf_counter()
     result = subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config), "-n", "--quiet", "rules"],
-        capture_output=True, text=True, cwd=workdir,
+        [
+            SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+            "-n",
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
     )
     wall = time.perf_counter() - start
     if result.returncode != 0:
@@ -58,11 +71,17 @@ def main() -> None:
         root = tmp / "MUSDB18-HQ"
         started = time.perf_counter()
         write_dataset(SyntheticSpec(n_train=100, n_test=50, duration=args.seconds, names="musdb18"), root)
-        print(f"stand-in MUSDB18-HQ (official names, 150 tracks x 5 stems of {args.seconds:g} s) written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"stand-in MUSDB18-HQ (official names, 150 tracks x 5 stems of {args.seconds:g} s) "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
 
         paper = yaml.safe_load((REPO / "config.yaml").read_text())
         paper["data"].update(source="musdb18hq", root=str(root))
-        configs = {"paper preset, full MUSDB18-HQ layout": paper, "demo config (reference)": yaml.safe_load((REPO / "config/demo.yaml").read_text())}
+        configs = {
+            "paper preset, full MUSDB18-HQ layout": paper,
+            "demo config (reference)": yaml.safe_load((REPO / "config/demo.yaml").read_text()),
+        }
         results = {}
         for name, config in configs.items():
             workdir = tmp / re.sub(r"\W+", "-", name)
@@ -71,7 +90,10 @@ def main() -> None:
             path.write_text(yaml.safe_dump(config))
             runs = [dry_run(workdir, path) for _ in range(args.repeat)]
             results[name] = min(runs)
-            print(f"{name:40s} {results[name][0]:6.2f} s  ({results[name][1]} jobs; runs: {', '.join(f'{w:.2f}' for w, _ in runs)} s)")
+            print(
+                f"{name:40s} {results[name][0]:6.2f} s  "
+                f"({results[name][1]} jobs; runs: {', '.join(f'{w:.2f}' for w, _ in runs)} s)"
+            )
         full, demo = results.values()
         print(f"ratio full layout / demo: {full[0] / demo[0]:.2f}x for {full[1] / max(demo[1], 1):.0f}x the jobs")
         print(f"target: full layout under 10 s: {'met' if full[0] < 10 else 'NOT met'}")

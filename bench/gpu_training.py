@@ -37,7 +37,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(arch: str, args: dict, batch: int, segment: float, precision: str, device: torch.device, steps: int, warmup: int) -> dict:
+def measure(
+    arch: str, args: dict, batch: int, segment: float, precision: str, device: torch.device, steps: int, warmup: int
+) -> dict:
     """Steps/s and peak memory of `steps` training steps after `warmup` steps."""
     torch.manual_seed(0)
     model = build_model(arch, args).to(device).train()
@@ -101,8 +103,10 @@ def main() -> None:
             if precision == "fp32":
                 baseline = row["steps_per_s"]
             speedup = row["steps_per_s"] / baseline if baseline else float("nan")
-            print(f"{name:10s} {precision:5s} batch {batch:3d} x {segment:5.2f} s: {row['steps_per_s']:7.3f} steps/s "
-                  f"({speedup:4.2f}x fp32), peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}")
+            print(
+                f"{name:10s} {precision:5s} batch {batch:3d} x {segment:5.2f} s: {row['steps_per_s']:7.3f} steps/s "
+                f"({speedup:4.2f}x fp32), peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}"
+            )
             results.append(row)
     if not args.skip_peak and "demucs_v1" in args.models and (args.batch or 64) != 64:
         row = {"model": "demucs_v1", "precision": "fp32", "batch": 64, "segment_s": 10.0}

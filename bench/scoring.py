@@ -80,7 +80,9 @@ NAMES = ("SDR", "ISR", "SIR", "SAR")
 
 
 def run(seconds: float, which: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(seconds), which, str(out)], check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(seconds), which, str(out)], check=True, capture_output=True, text=True
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -98,7 +100,10 @@ def main() -> None:
 
     def report(name: str, result: dict) -> None:
         scope = "while scoring" if result["peak_is_scoring_only"] else "whole process"
-        print(f"{name:9s}{result['wall_s']:8.2f} s, peak RSS {result['peak_mb']:7.0f} MB {scope} (inputs resident: {result['before_mb']:.0f} MB)")
+        print(
+            f"{name:9s}{result['wall_s']:8.2f} s, peak RSS {result['peak_mb']:7.0f} MB {scope} "
+            f"(inputs resident: {result['before_mb']:.0f} MB)"
+        )
         print(f"  extrapolated to 22 runs x 50 tracks of 4 min: {result['wall_s'] * per_track * runs / 3600:.2f} h")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,12 +116,25 @@ def main() -> None:
             return
         ref = run(seconds, "museval", Path(tmp) / "museval.npy")
         report("museval:", ref)
-        print(f"speed ratio museval / fast: {ref['wall_s'] / fast['wall_s']:.1f}x; museval / SDR only: {ref['wall_s'] / sdr['wall_s']:.1f}x")
+        print(
+            f"speed ratio museval / fast: {ref['wall_s'] / fast['wall_s']:.1f}x; "
+            f"museval / SDR only: {ref['wall_s'] / sdr['wall_s']:.1f}x"
+        )
         a = np.load(Path(tmp) / "museval.npy")
         for name, b in (("fast", np.load(Path(tmp) / "fast.npy")), ("SDR only", np.load(Path(tmp) / "sdr.npy"))):
-            same = all(np.array_equal(np.isnan(a[k]), np.isnan(b[k])) and np.array_equal(np.isinf(a[k]), np.isinf(b[k])) for k in range(len(b)))
-            diffs = {metric: float(np.nanmax(np.abs(np.where(np.isfinite(a[k]), a[k] - b[k], 0.0)))) for k, metric in enumerate(NAMES[: len(b)])}
-            print(f"max |{name} - museval| (dB): " + ", ".join(f"{n} {d:.2e}" for n, d in diffs.items()) + f"; NaN/inf pattern identical: {same}")
+            same = all(
+                np.array_equal(np.isnan(a[k]), np.isnan(b[k])) and np.array_equal(np.isinf(a[k]), np.isinf(b[k]))
+                for k in range(len(b))
+            )
+            diffs = {
+                metric: float(np.nanmax(np.abs(np.where(np.isfinite(a[k]), a[k] - b[k], 0.0))))
+                for k, metric in enumerate(NAMES[: len(b)])
+            }
+            print(
+                f"max |{name} - museval| (dB): "
+                + ", ".join(f"{n} {d:.2e}" for n, d in diffs.items())
+                + f"; NaN/inf pattern identical: {same}"
+            )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import numpy as np, torch
 from demixbench.models.checkpoint import save_checkpoint
 from demixbench.models import build_model
 from demixbench.separate.track import SeparationConfig, separate_track
-arch, args, minutes, folder, segment = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+arch, args, minutes, folder, segment = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), \
+Path(sys.argv[4]), float(sys.argv[5])
 torch.set_num_threads(2)
 torch.manual_seed(0)
 save_checkpoint(build_model(arch, args), folder / "model.pt", arch=arch, args=args, config={})
@@ -43,7 +44,8 @@ with open(folder / "mixture.npy", "wb") as f:
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
 started = time.perf_counter()
-separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", SeparationConfig(segment_seconds=segment, device="cpu"))
+separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", \
+SeparationConfig(segment_seconds=segment, device="cpu"))
 seconds = time.perf_counter() - started
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024}))
@@ -54,25 +56,35 @@ def measure(arch: str, args: dict, minutes: float, segment: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         result = subprocess.run(
             [sys.executable, "-c", CHILD, arch, json.dumps(args), str(minutes), folder, str(segment)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["unet_demo", "demucs_demo", "unet_paper"], choices=sorted(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=["unet_demo", "demucs_demo", "unet_paper"], choices=sorted(MODELS)
+    )
     parser.add_argument("--minutes", nargs=2, type=float, default=[1.0, 10.0])
     parser.add_argument("--segment", type=float, default=10.0, help="separation segment in seconds")
     args = parser.parse_args()
     short, long = args.minutes
-    print(f"| model | RTF {short:g} min | RTF {long:g} min | peak MB {short:g} min | peak MB {long:g} min | peak ratio |")
+    print(
+        f"| model | RTF {short:g} min | RTF {long:g} min | peak MB {short:g} min | peak MB {long:g} min | peak ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         arch, model_args = MODELS[name]
         a, b = (measure(arch, model_args, minutes, args.segment) for minutes in (short, long))
         rtf = [m["seconds"] / (minutes * 60) for m, minutes in ((a, short), (b, long))]
-        print(f"| {name} | {rtf[0]:.3f} | {rtf[1]:.3f} | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} | {b['peak_mb'] / a['peak_mb']:.2f} |", flush=True)
+        print(
+            f"| {name} | {rtf[0]:.3f} | {rtf[1]:.3f} | "
+            f"{a['peak_mb']:.0f} | {b['peak_mb']:.0f} | {b['peak_mb'] / a['peak_mb']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,24 @@ def run(workdir: Path, *args: str) -> tuple[float, str]:
     (workdir / "bench.yaml").write_text(yaml.safe_dump(tiny_config()))
     start = time.perf_counter()
     result = subprocess.run(
-        ["timeout", "-k", "10", "1200", SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(workdir / "bench.yaml"), *args],
-        capture_output=True, text=True, cwd=workdir, env=ENV,
+        [
+            "timeout",
+            "-k",
+            "10",
+            "1200",
+            SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "bench.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=ENV,
     )
     wall = time.perf_counter() - start
     output = result.stdout + result.stderr
@@ -76,7 +92,10 @@ def main() -> None:
         run_id = re.search(r"SLURM run ID: (\S+)", slurm_out).group(1)
         fields = ["JobIDRaw", "Submit", "Start", "End"]
         sacct = subprocess.run(
-            ["sacct", "-X", "--parsable2", "--noheader", "--name", run_id, f"--format={','.join(fields)}"], capture_output=True, text=True, check=True
+            ["sacct", "-X", "--parsable2", "--noheader", "--name", run_id, f"--format={','.join(fields)}"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         jobs = [dict(zip(fields, line.split("|"))) for line in sacct.splitlines()]
         parse = dt.datetime.fromisoformat
@@ -85,7 +104,11 @@ def main() -> None:
         submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", slurm_out))
         finished = finished_times(slurm_out)
         end = {j["JobIDRaw"]: parse(j["End"]) for j in jobs}
-        delays = [(finished[job] - end[slurm_id]).total_seconds() for job, slurm_id in submitted.items() if job in finished and slurm_id in end]
+        delays = [
+            (finished[job] - end[slurm_id]).total_seconds()
+            for job, slurm_id in submitted.items()
+            if job in finished and slurm_id in end
+        ]
         n_local = len(re.findall(r"^local(?:rule|checkpoint) \w+:$", slurm_out, re.M))
         print(f"tiny pipeline, local profile (--cores 2):   {local:6.1f} s")
         print(f"tiny pipeline, Slurm test profile:          {slurm:6.1f} s  ({slurm / local:.2f}x local)")
@@ -93,7 +116,10 @@ def main() -> None:
         print(f"  queue wait (submit -> start):   mean {statistics.mean(waits):5.1f} s, max {max(waits):5.1f} s")
         print(f"  job run time (start -> end):    mean {statistics.mean(runs):5.1f} s, sum {sum(runs):6.1f} s")
         if delays:
-            print(f"  detection delay (end -> logged): mean {statistics.mean(delays):5.1f} s, max {max(delays):5.1f} s (1-s resolution)")
+            print(
+                f"  detection delay (end -> logged): mean {statistics.mean(delays):5.1f} s, "
+                f"max {max(delays):5.1f} s (1-s resolution)"
+            )
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ def write_values(
     return directory
 
 
-def seeded_runs(
-    root: Path, name: str, values: np.ndarray, *, nsdr: np.ndarray | None = None
-) -> tuple[Path, ...]:
+def seeded_runs(root: Path, name: str, values: np.ndarray, *, nsdr: np.ndarray | None = None) -> tuple[Path, ...]:
     """One score directory per seed: values[seed, track, target] (and nsdr[seed, track, target])."""
     return tuple(
         write_values(root / name / f"seed{s}", values[s], nsdr=None if nsdr is None else nsdr[s])

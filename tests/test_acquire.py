@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 
 from demixbench.data.acquire.archive import extract_archive
-from demixbench.data.acquire.checksums import Checksum, KNOWN_ARCHIVES
+from demixbench.data.acquire.checksums import KNOWN_ARCHIVES, Checksum
 from demixbench.data.acquire.http import DownloadOptions, download, redact_url
 from demixbench.data.acquire.ingest import AcquireSpec, ingest
 from demixbench.data.acquire.lock import read_lock
-from demixbench.data.layout import musdb_sample_url
 from demixbench.data.decode import decode_track
-from demixbench.data.layout import DatasetError
+from demixbench.data.layout import DatasetError, musdb_sample_url
 from demixbench.data.synthetic.spec import SyntheticSpec, track_names
 from demixbench.data.synthetic.writer import write_dataset
 from demixbench.data.verify import VerifySpec
@@ -117,8 +116,12 @@ class Handler(BaseHTTPRequestHandler):
         state: Server = self.server.state
         parts = urllib.parse.urlsplit(self.path)
         state.requests.append(
-            {"path": urllib.parse.unquote(parts.path), "query": parts.query, "range": self.headers.get("Range"),
-             "authorization": self.headers.get("Authorization")}
+            {
+                "path": urllib.parse.unquote(parts.path),
+                "query": parts.query,
+                "range": self.headers.get("Range"),
+                "authorization": self.headers.get("Authorization"),
+            }
         )
         action = state.actions.pop(0) if state.actions else None
         if isinstance(action, int):
@@ -173,7 +176,10 @@ def test_clean_download_extract_and_verify(server, wav_zip, tmp_path):
     server.files["/files/musdb18hq.zip"] = wav_zip
     dest = tmp_path / "data" / "musdb18hq"
     spec = AcquireSpec(
-        source="musdb18hq", origin=server.url("/files/musdb18hq.zip"), download=FAST, progress=False,
+        source="musdb18hq",
+        origin=server.url("/files/musdb18hq.zip"),
+        download=FAST,
+        progress=False,
         checksum=Checksum(sha256=sha256(wav_zip), size=len(wav_zip), source="test"),
     )
     report = ingest(spec, dest, verify_spec("musdb18hq"), report_path=tmp_path / "report.json")
@@ -226,10 +232,15 @@ def test_wrong_checksum_is_refused_and_nothing_is_promoted(server, wav_zip, tmp_
     server.files["/files/musdb18hq.zip"] = wav_zip
     dest = tmp_path / "data" / "musdb18hq"
     spec = AcquireSpec(
-        source="musdb18hq", origin=server.url("/files/musdb18hq.zip"), download=FAST, progress=False,
+        source="musdb18hq",
+        origin=server.url("/files/musdb18hq.zip"),
+        download=FAST,
+        progress=False,
         checksum=Checksum(sha256="0" * 64, source="a wrong test value"),
     )
-    with pytest.raises(DatasetError, match="SHA-256 .* does not match the expected 0{64} \\(from a wrong test value\\)"):
+    with pytest.raises(
+        DatasetError, match="SHA-256 .* does not match the expected 0{64} \\(from a wrong test value\\)"
+    ):
         ingest(spec, dest, verify_spec("musdb18hq"))
     downloads = tmp_path / "data" / "downloads"
     assert not dest.exists() and not any(downloads.iterdir())  # no archive, no .part, no sidecar
@@ -304,9 +315,14 @@ def test_directory_fingerprint_is_locked(wav_root, tmp_path):
     lock = tmp_path / "checksums.json"
     spec = AcquireSpec(source="musdb18hq", origin=str(local), lock_file=lock, progress=False)
     report = ingest(spec, local, verify_spec("musdb18hq"))  # in place: nothing copied
-    assert report.root == str(local) and read_lock(lock)["sources"]["musdb18hq"]["dataset"]["fingerprint"] == report.fingerprint
+    assert (
+        report.root == str(local)
+        and read_lock(lock)["sources"]["musdb18hq"]["dataset"]["fingerprint"] == report.fingerprint
+    )
     ingest(spec, local, verify_spec("musdb18hq"))
-    (local / "train" / track_names(TINY)["train"][0] / "bass.wav").write_bytes((local / "train" / track_names(TINY)["train"][0] / "drums.wav").read_bytes())
+    (local / "train" / track_names(TINY)["train"][0] / "bass.wav").write_bytes(
+        (local / "train" / track_names(TINY)["train"][0] / "drums.wav").read_bytes()
+    )
     with pytest.raises(DatasetError, match="dataset fingerprint .* differs"):
         ingest(spec, local, verify_spec("musdb18hq"))
 
@@ -314,15 +330,23 @@ def test_directory_fingerprint_is_locked(wav_root, tmp_path):
 def test_credentials_from_the_environment_never_leak(server, mp4_zip, tmp_path, monkeypatch, caplog):
     server.files["/records/1/files/MUSDB18-7-STEMS.zip"] = mp4_zip
     server.actions = ["drop", 500]
-    monkeypatch.setenv("TEST_MUSDB_URL", server.url("/records/1/files/MUSDB18-7-STEMS.zip") + "?token=SECRET-QUERY-TOKEN")
+    monkeypatch.setenv(
+        "TEST_MUSDB_URL", server.url("/records/1/files/MUSDB18-7-STEMS.zip") + "?token=SECRET-QUERY-TOKEN"
+    )
     monkeypatch.setenv("TEST_MUSDB_TOKEN", "SECRET-BEARER-TOKEN")
     lock = tmp_path / "checksums.json"
     spec = AcquireSpec(
-        source="musdb18-7s", url_env="TEST_MUSDB_URL", token_env="TEST_MUSDB_TOKEN", lock_file=lock,
-        download=FAST, progress=False,
+        source="musdb18-7s",
+        url_env="TEST_MUSDB_URL",
+        token_env="TEST_MUSDB_TOKEN",
+        lock_file=lock,
+        download=FAST,
+        progress=False,
     )
     with caplog.at_level(logging.DEBUG):
-        report = ingest(spec, tmp_path / "data" / "musdb18-7s", verify_spec("musdb18-7s"), report_path=tmp_path / "report.json")
+        report = ingest(
+            spec, tmp_path / "data" / "musdb18-7s", verify_spec("musdb18-7s"), report_path=tmp_path / "report.json"
+        )
     assert all(r["authorization"] == "Bearer SECRET-BEARER-TOKEN" for r in server.requests)
     assert all(r["query"] == "token=SECRET-QUERY-TOKEN" for r in server.requests) and len(server.requests) == 3
     written = [lock.read_text(), (tmp_path / "report.json").read_text(), caplog.text]
@@ -354,7 +378,10 @@ def test_the_committed_lock_file_is_valid():
 
 
 def test_redact_url():
-    assert redact_url("https://user:pw@zenodo.org/records/1/files/a.zip?token=abc#x") == "https://zenodo.org/records/1/files/a.zip?<redacted>"
+    assert (
+        redact_url("https://user:pw@zenodo.org/records/1/files/a.zip?token=abc#x")
+        == "https://zenodo.org/records/1/files/a.zip?<redacted>"
+    )
     assert redact_url("https://zenodo.org/a.zip") == "https://zenodo.org/a.zip"
 
 

@@ -56,7 +56,9 @@ def _filtered_mix(rng, references, n_taps=16, leak=0.2, noise=0.1):
         for c in range(n_chan):
             for a in range(n_chan):
                 gain = 1.0 if a == c else 0.3
-                estimates[j, :, c] += gain * lfilter(rng.standard_normal(n_taps) / n_taps**0.5, [1.0], references[j, :, a])
+                estimates[j, :, c] += gain * lfilter(
+                    rng.standard_normal(n_taps) / n_taps**0.5, [1.0], references[j, :, a]
+                )
             for i in range(n_src):
                 if i != j:
                     estimates[j, :, c] += leak * lfilter(rng.standard_normal(4) / 2, [1.0], references[i, :, c])
@@ -109,8 +111,14 @@ def test_overlapping_frames_and_window_longer_than_signal():
     n = 3 * WIN + 100
     references = rng.standard_normal((2, n, 2))
     estimates = _filtered_mix(rng, references, n_taps=8, noise=0.3)
-    _assert_agree(_museval(references, estimates, win=WIN, hop=WIN // 2), bss_eval_v4(references, estimates, win=WIN, hop=WIN // 2))
-    _assert_agree(_museval(references, estimates, win=4 * WIN, hop=4 * WIN), bss_eval_v4(references, estimates, win=4 * WIN, hop=4 * WIN))
+    _assert_agree(
+        _museval(references, estimates, win=WIN, hop=WIN // 2),
+        bss_eval_v4(references, estimates, win=WIN, hop=WIN // 2),
+    )
+    _assert_agree(
+        _museval(references, estimates, win=4 * WIN, hop=4 * WIN),
+        bss_eval_v4(references, estimates, win=4 * WIN, hop=4 * WIN),
+    )
 
 
 def test_single_source_has_infinite_sir():
@@ -214,7 +222,7 @@ def test_block_toeplitz_solver_matches_a_dense_solve():
     got, ok = bss_eval._solve_block_toeplitz(r, b, "test")
     assert ok.tolist() == [True, True, False]
     for s in range(2):
-        gram = np.block([[r[s, l - k] if l >= k else r[s, k - l].T for k in range(n_lags)] for l in range(n_lags)])
+        gram = np.block([[r[s, i - k] if i >= k else r[s, k - i].T for k in range(n_lags)] for i in range(n_lags)])
         want = np.linalg.solve(gram, b[s].reshape(n_lags * m, 2)).reshape(n_lags, m, 2)
         np.testing.assert_allclose(got[s], want, rtol=1e-10, atol=1e-12)
 
@@ -223,13 +231,16 @@ _CHILD = """
 import sys, numpy as np, museval
 data = np.load(sys.argv[1])
 scale = float(sys.argv[3])
-out = museval.evaluate(data["references"] * scale, data["estimates"] * scale, win=int(data["win"]), hop=int(data["win"]), mode="v4")
+out = museval.evaluate(data["references"] * scale, data["estimates"] * scale, \
+win=int(data["win"]), hop=int(data["win"]), mode="v4")
 np.save(sys.argv[2], np.stack(out))
 """
 
 
 def _museval_in_subprocess(path, threads, out, scale=1.0):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+    )
     subprocess.run([sys.executable, "-c", _CHILD, str(path), str(out), repr(scale)], check=True, env=env)
     return np.load(out)
 

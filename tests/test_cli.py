@@ -28,7 +28,14 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ]
     )  # fmt: skip
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.metrics.json", "sdr.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sdr.csv",
+        "sdr.html",
+        "sdr.json",
+        "sdr.md",
+        "sdr.metrics.json",
+        "sdr.tex",
+    ]
     printed = capsys.readouterr().out
     assert printed == (out / "sdr.md").read_text(encoding="utf-8")
     assert "| TAK1 | 1 | 6.43 | 5.16 | 4.15 | 6.60 |" in printed
@@ -56,15 +63,22 @@ def test_cli_metric_sar_and_bootstrap_options(tmp_path: Path, capsys: pytest.Cap
         "--out", str(out),
     ]  # fmt: skip
     assert main(arguments) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sar.csv", "sar.html", "sar.json", "sar.md", "sar.metrics.json", "sar.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sar.csv",
+        "sar.html",
+        "sar.json",
+        "sar.md",
+        "sar.metrics.json",
+        "sar.tex",
+    ]
     printed = capsys.readouterr().out
     assert printed.startswith("## SAR: median over frames, median over tracks")
     document = json.loads((out / "sar.json").read_text(encoding="utf-8"))
     assert document["metric"] == "SAR"
     assert document["statistics"]["n_resamples"] == 300 and document["statistics"]["bootstrap_seed"] == 7
-    expected = build_table(
-        [MethodRuns("TAK1", (SISEC18 / "TAK1",))], metric="SAR", n_resamples=1
-    ).seed_values["TAK1"]["TAK1"]
+    expected = build_table([MethodRuns("TAK1", (SISEC18 / "TAK1",))], metric="SAR", n_resamples=1).seed_values["TAK1"][
+        "TAK1"
+    ]
     assert document["rows"]["TAK1"]["seeds"]["TAK1"] == pytest.approx(expected)
     assert cli.METRICS == METRICS
 
@@ -72,7 +86,14 @@ def test_cli_metric_sar_and_bootstrap_options(tmp_path: Path, capsys: pytest.Cap
 def test_cli_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["table", "--row", f"MIX={SISEC18 / 'MIX'}", "--stem", "mix", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["mix.csv", "mix.html", "mix.json", "mix.md", "mix.metrics.json", "mix.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mix.csv",
+        "mix.html",
+        "mix.json",
+        "mix.md",
+        "mix.metrics.json",
+        "mix.tex",
+    ]
 
 
 def test_cli_seeds_from_comma_separated_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,12 +5,11 @@ import musdb
 import numpy as np
 import pytest
 
+from conftest import SMALL_SPEC
 from demixbench import TARGETS
 from demixbench.data.cache import load_decoded
 from demixbench.data.decode import decode_track
 from demixbench.data.layout import DatasetError, dataset_layout, list_tracks, musdb_validation_tracks
-
-from conftest import SMALL_SPEC
 
 
 def test_list_tracks_splits_the_synthetic_dataset(small_dataset, small_splits):

@@ -15,7 +15,7 @@ import stempeg
 from demixbench import TARGETS
 from demixbench.data.cache import load_decoded, save_channel_major, to_float32
 from demixbench.data.decode import DecodeOptions, decode_track, mixture_residual
-from demixbench.data.layout import DatasetError, STEMS
+from demixbench.data.layout import STEMS, DatasetError
 from demixbench.data.synthetic.spec import SyntheticSpec
 from demixbench.data.synthetic.writer import write_dataset
 
@@ -108,7 +108,9 @@ def test_mixture_that_is_not_the_sum_is_refused_unless_warned(tmp_path, caplog):
         decode_track("musdb18hq", tmp_path, "train", "Wrong - Sum", tmp_path / "out")
     assert str(folder) in str(err.value)
     with caplog.at_level(logging.WARNING, logger="demixbench.data.decode"):
-        meta = decode_track("musdb18hq", tmp_path, "train", "Wrong - Sum", tmp_path / "out", options=DecodeOptions(mixture_check="warn"))
+        meta = decode_track(
+            "musdb18hq", tmp_path, "train", "Wrong - Sum", tmp_path / "out", options=DecodeOptions(mixture_check="warn")
+        )
     assert meta["mixture_check"]["passed"] is False and "not the sum" in caplog.text
 
 
@@ -143,7 +145,9 @@ def test_stem_mp4_decodes_like_musdb_and_passes_the_codec_tolerance(mp4_dataset,
     track = names["train"][0]
     meta = decode_track("musdb18", root, "train", track, tmp_path / "out")
     arrays = load_decoded(tmp_path / "out")
-    reference, _ = stempeg.read_stems(str(root / "train" / f"{track}.stem.mp4"), dtype=np.float32, ffmpeg_format="s16le")
+    reference, _ = stempeg.read_stems(
+        str(root / "train" / f"{track}.stem.mp4"), dtype=np.float32, ffmpeg_format="s16le"
+    )
     for k, stem in enumerate(STEMS):  # the arrays musdb (via stempeg) returns
         np.testing.assert_array_equal(arrays[stem], reference[k].T)
     check = meta["mixture_check"]
@@ -160,7 +164,9 @@ def test_synthetic_stem_mp4_layout_is_detected(mp4_dataset, tmp_path):
 
 def test_codec_tolerance_catches_a_wrong_stem_order(mp4_dataset):
     root, names = mp4_dataset
-    stems, _ = stempeg.read_stems(str(root / "train" / f"{names['train'][1]}.stem.mp4"), dtype=np.float32, ffmpeg_format="s16le")
+    stems, _ = stempeg.read_stems(
+        str(root / "train" / f"{names['train'][1]}.stem.mp4"), dtype=np.float32, ffmpeg_format="s16le"
+    )
     arrays = dict(zip(STEMS, stems))
     assert mixture_residual(arrays)["snr_db"] >= DecodeOptions().lossy_min_snr_db
     # the mixture stream taken for a stem (e.g. a wrong stream order) is far outside the tolerance
@@ -178,7 +184,23 @@ def test_truncated_stem_mp4_is_refused_naming_the_file(mp4_dataset, tmp_path):
         path = copy / "train" / f"{track}.stem.mp4"
         source = root / "train" / f"{track}.stem.mp4"
         if faststart:  # index first: ffprobe still reads the header of the cut file
-            subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-map", "0", "-c", "copy", "-movflags", "+faststart", str(path)], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-i",
+                    str(source),
+                    "-map",
+                    "0",
+                    "-c",
+                    "copy",
+                    "-movflags",
+                    "+faststart",
+                    str(path),
+                ],
+                check=True,
+            )
         else:
             shutil.copy(source, path)
         data = path.read_bytes()
@@ -224,7 +246,13 @@ def test_meta_json_records_the_checks(tmp_path):
     write_track(tmp_path, "Meta - Data", tone_stems())
     decode_track("musdb18hq", tmp_path, "train", "Meta - Data", tmp_path / "out")
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
-    assert meta["mixture_check"] == {"checked": True, "passed": True, "lossless": True, "max_abs_error": 0.0, "snr_db": "inf"}
+    assert meta["mixture_check"] == {
+        "checked": True,
+        "passed": True,
+        "lossless": True,
+        "max_abs_error": 0.0,
+        "snr_db": "inf",
+    }
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary files left
 
 
@@ -254,7 +282,11 @@ data.decode_track("musdb18hq", Path(sys.argv[1]), "train", sys.argv[2], Path(sys
 def test_decode_killed_mid_write_leaves_no_partial_array_and_a_rerun_finishes(tmp_path):
     write_track(tmp_path, "Killed - Midway", tone_stems(samples=88200))
     out = tmp_path / "out"
-    child = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(tmp_path), "Killed - Midway", str(out)], capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_WRITE, str(tmp_path), "Killed - Midway", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert child.returncode == -9, child.stderr
     finished = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert finished == ["drums.npy", "mixture.npy"]  # complete files only, under their final names

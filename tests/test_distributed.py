@@ -25,24 +25,33 @@ import numpy as np
 import pytest
 import torch
 
-from demixbench.train import distributed
+from conftest import REPO, SMALL_SPEC
 from demixbench.audio import STFTConfig
-from demixbench.train.distributed import launch, local_batch_size
-from demixbench.models import build_model
 from demixbench.data.stats import save_input_stats
-from demixbench.models import ModelSpec
+from demixbench.data.verify import VerifySpec, verify_dataset
+from demixbench.models import ModelSpec, build_model
+from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
+from demixbench.train.distributed import launch, local_batch_size
 from demixbench.train.loop import _sync_batchnorm, train
 from demixbench.train.sampler import ChunkSampler
 from demixbench.train.worker import train_arguments, write_arguments
-from demixbench.data.verify import VerifySpec, verify_dataset
-
-from conftest import REPO, SMALL_SPEC
 
 SPEC = ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})
 # 30 steps of a global batch of 4 (2 per process); the rolling state is saved every step.
-CONFIG = TrainConfig(seed=3, epochs=3, steps_per_epoch=10, batch_size=4, segment_seconds=0.5, valid_segment_seconds=3.0, sign_flip=True, checkpoint_every_steps=1)
-GAN = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 16, "n_scales": 2}, warmup_steps=1)
+CONFIG = TrainConfig(
+    seed=3,
+    epochs=3,
+    steps_per_epoch=10,
+    batch_size=4,
+    segment_seconds=0.5,
+    valid_segment_seconds=3.0,
+    sign_flip=True,
+    checkpoint_every_steps=1,
+)
+GAN = GANConfig(
+    discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 16, "n_scales": 2}, warmup_steps=1
+)
 # Why not bit-identical: see the module docstring. Measured after 30 steps: max abs difference of
 # the weights 2.4e-6 (Demucs) and 2.0e-6 (Demucs + multi-scale GAN), on weights of order 0.1-1.
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
@@ -50,9 +59,14 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 def _arguments(decoded, splits, out: Path, config: TrainConfig = CONFIG, gan: GANConfig | None = None) -> dict:
     return {
-        "model": asdict(SPEC), "train": asdict(config), "gan": asdict(gan) if gan else None,
-        "train_dirs": [str(decoded[t]) for t in splits.train], "valid_dirs": [str(decoded[t]) for t in splits.valid],
-        "checkpoint": str(out / "model.pt"), "history_csv": str(out / "history.csv"), "work_dir": str(out / "work"),
+        "model": asdict(SPEC),
+        "train": asdict(config),
+        "gan": asdict(gan) if gan else None,
+        "train_dirs": [str(decoded[t]) for t in splits.train],
+        "valid_dirs": [str(decoded[t]) for t in splits.valid],
+        "checkpoint": str(out / "model.pt"),
+        "history_csv": str(out / "history.csv"),
+        "work_dir": str(out / "work"),
     }
 
 
@@ -109,10 +123,14 @@ DRIVER = "import sys; from demixbench.train.distributed import launch; launch(sy
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_a_signal_to_the_launcher_stops_every_rank_at_one_step_then_the_rerun_resumes(two_processes, decoded, small_splits, tmp_path, signum):
+def test_a_signal_to_the_launcher_stops_every_rank_at_one_step_then_the_rerun_resumes(
+    two_processes, decoded, small_splits, tmp_path, signum
+):
     args_file = write_arguments(tmp_path / "args.json", _arguments(decoded, small_splits, tmp_path))
     state, log = tmp_path / "work" / "state.pt", tmp_path / "train.log"
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(args_file), str(log)], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(args_file), str(log)], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while not state.is_file():
         assert process.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
@@ -135,19 +153,28 @@ def test_a_signal_to_the_launcher_stops_every_rank_at_one_step_then_the_rerun_re
 
 
 def test_a_batch_that_does_not_split_over_the_processes_fails_clearly(decoded, small_splits, tmp_path):
-    with pytest.raises(ValueError, match=r"batch_size=6 is the global batch and must be divisible by the number of processes \(4\)"):
+    with pytest.raises(
+        ValueError, match=r"batch_size=6 is the global batch and must be divisible by the number of processes \(4\)"
+    ):
         local_batch_size(6, 4)
     with pytest.raises(RuntimeError, match=r"torchrun exited with code 1; see .*train.log"):
         _launch(tmp_path, _arguments(decoded, small_splits, tmp_path, replace(CONFIG, batch_size=5)))
-    assert "batch_size=5 is the global batch and must be divisible by the number of processes (2)" in (tmp_path / "train.log").read_text()
+    assert (
+        "batch_size=5 is the global batch and must be divisible by the number of processes (2)"
+        in (tmp_path / "train.log").read_text()
+    )
 
 
 def test_ranks_read_contiguous_shares_of_the_global_batch(decoded, small_splits):
-    sampler = ChunkSampler([decoded[t] for t in small_splits.train], 4410, remix=True, channel_swap=True, sign_flip=True)
+    sampler = ChunkSampler(
+        [decoded[t] for t in small_splits.train], 4410, remix=True, channel_swap=True, sign_flip=True
+    )
     mixture, sources = sampler.batch(np.random.default_rng(0), 8)
     for world in (2, 4):
         shares = [sampler.batch(np.random.default_rng(0), 8, rank, world) for rank in range(world)]
-        assert torch.equal(torch.cat([m for m, _ in shares]), mixture) and torch.equal(torch.cat([s for _, s in shares]), sources)
+        assert torch.equal(torch.cat([m for m, _ in shares]), mixture) and torch.equal(
+            torch.cat([s for _, s in shares]), sources
+        )
     rngs = [np.random.default_rng(0) for _ in range(2)]
     sampler.batch(rngs[0], 8)
     sampler.batch(rngs[1], 8, 1, 2)
@@ -164,14 +191,45 @@ def test_batchnorm_models_need_cuda_for_several_processes():
 
 
 def _snakemake(decoded, splits, tmp_path: Path, gpus: int, dataset: Path) -> SimpleNamespace:
-    report = verify_dataset(dataset, VerifySpec.for_synthetic(SMALL_SPEC, validation=splits.valid), progress=False).write(tmp_path / "report.json")
+    report = verify_dataset(
+        dataset, VerifySpec.for_synthetic(SMALL_SPEC, validation=splits.valid), progress=False
+    ).write(tmp_path / "report.json")
     stats = tmp_path / "stats.npz"
-    save_input_stats(stats, np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32), STFTConfig(n_fft=512, hop_length=128))
-    entry = {"arch": SPEC.arch, "args": SPEC.args, "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 0.5, "valid_segment_seconds": 3.0}}
+    save_input_stats(
+        stats,
+        np.full(257, 0.1, dtype=np.float32),
+        np.full(257, 0.2, dtype=np.float32),
+        STFTConfig(n_fft=512, hop_length=128),
+    )
+    entry = {
+        "arch": SPEC.arch,
+        "args": SPEC.args,
+        "train": {
+            "epochs": 1,
+            "steps_per_epoch": 2,
+            "batch_size": 2,
+            "segment_seconds": 0.5,
+            "valid_segment_seconds": 3.0,
+        },
+    }
     return SimpleNamespace(
-        log=[str(tmp_path / "logs" / "train.log")], threads=1, wildcards=SimpleNamespace(model="tiny"), resources=SimpleNamespace(gpu=gpus),
-        params=SimpleNamespace(model=entry, seed=1, stft={"n_fft": 512, "hop_length": 128}, sample_rate=44100, work_dir=str(tmp_path / "work")),
-        input=SimpleNamespace(train=[str(decoded[t] / "mixture.npy") for t in splits.train], valid=[str(decoded[t] / "mixture.npy") for t in splits.valid], stats=str(stats), dataset=str(report)),
+        log=[str(tmp_path / "logs" / "train.log")],
+        threads=1,
+        wildcards=SimpleNamespace(model="tiny"),
+        resources=SimpleNamespace(gpu=gpus),
+        params=SimpleNamespace(
+            model=entry,
+            seed=1,
+            stft={"n_fft": 512, "hop_length": 128},
+            sample_rate=44100,
+            work_dir=str(tmp_path / "work"),
+        ),
+        input=SimpleNamespace(
+            train=[str(decoded[t] / "mixture.npy") for t in splits.train],
+            valid=[str(decoded[t] / "mixture.npy") for t in splits.valid],
+            stats=str(stats),
+            dataset=str(report),
+        ),
         output=SimpleNamespace(weights=str(tmp_path / "model.pt"), history=str(tmp_path / "history.csv")),
     )
 
@@ -190,18 +248,29 @@ def restored_logging():
     logging.captureWarnings(False)
 
 
-def test_workflow_adapter_trains_in_process_on_one_gpu_and_launches_torchrun_on_more(decoded, small_dataset, small_splits, tmp_path, monkeypatch, restored_logging):
+def test_workflow_adapter_trains_in_process_on_one_gpu_and_launches_torchrun_on_more(
+    decoded, small_dataset, small_splits, tmp_path, monkeypatch, restored_logging
+):
     script = REPO / "workflow/scripts/train_model.py"
-    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "one", gpus=1, dataset=small_dataset)})
+    runpy.run_path(
+        str(script),
+        init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "one", gpus=1, dataset=small_dataset)},
+    )
     meta = json.loads((tmp_path / "one" / "model.json").read_text())
     assert meta["config"]["model_name"] == "tiny" and meta["config"]["train"]["seed"] == 1
     report = json.loads((tmp_path / "one" / "report.json").read_text())
     assert meta["provenance"]["dataset_fingerprint"]["fingerprint"] == report["fingerprint"]
     calls = []
     monkeypatch.setattr(distributed, "launch", lambda args_file, nproc, log: calls.append((args_file, nproc, log)))
-    runpy.run_path(str(script), init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "two", gpus=2, dataset=small_dataset)})
+    runpy.run_path(
+        str(script),
+        init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "two", gpus=2, dataset=small_dataset)},
+    )
     log = tmp_path / "two" / "logs" / "train.log"
     assert calls == [(log.with_suffix(".args.json"), 2, log)]
     # What the workers would run: the same training as the in-process one.
     train(**train_arguments(json.loads(calls[0][0].read_text())))
-    assert all(torch.equal(a, b) for a, b in zip(_weights(tmp_path / "one").values(), _weights(tmp_path / "two").values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_weights(tmp_path / "one").values(), _weights(tmp_path / "two").values(), strict=True)
+    )

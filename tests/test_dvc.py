@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workflow import job_counts, tiny_config
 
 from conftest import REPO
-from test_workflow import job_counts, tiny_config
 
 VENV = Path(sys.executable).parent.parent
 GIT_IDENTITY = {
@@ -44,14 +44,20 @@ EXPENSIVE = ("train_model", "separate_track", "separate_oracle", "score_track", 
 
 def run(command: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(command)} failed in {cwd}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(command)} failed in {cwd}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
 def project_files() -> list[str]:
     """The repository's files as a clone would have them (tracked, plus new files not ignored)."""
     listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [name for name in listing.stdout.split("\0") if name and (REPO / name).is_file()]
 
@@ -65,7 +71,11 @@ def clone(lab: Path, name: str) -> Path:
 
 
 def make(workdir: Path, target: str, timeout: int = 900) -> str:
-    result = run(["make", target, f"VENV={VENV}", f"STAMP={workdir / '.installed-stamp'}", "CORES=2"], cwd=workdir, timeout=timeout)
+    result = run(
+        ["make", target, f"VENV={VENV}", f"STAMP={workdir / '.installed-stamp'}", "CORES=2"],
+        cwd=workdir,
+        timeout=timeout,
+    )
     return result.stdout + result.stderr
 
 
@@ -123,7 +133,12 @@ def test_reviewer_rebuilds_the_published_tables_with_make_table(lab):
         assert (reviewer / "results/tables" / name).read_bytes() == (lab / "results/tables" / name).read_bytes(), name
         assert f"results/tables/{name}: identical to the published table (dvc.lock)" in output
     # the scores and the dataset report were pulled, nothing else
-    assert sorted(path.name for path in (reviewer / "results").iterdir()) == [".gitkeep", "datasets", "scores", "tables"]
+    assert sorted(path.name for path in (reviewer / "results").iterdir()) == [
+        ".gitkeep",
+        "datasets",
+        "scores",
+        "tables",
+    ]
     assert [path.name for path in (reviewer / "results/datasets").iterdir()] == ["report.json"]
 
 
@@ -134,11 +149,18 @@ def test_a_changed_table_is_reported_as_differing_from_the_published_one(lab):
     config["table"]["bootstrap_seed"] += 1  # other intervals: the tables differ
     (reviewer / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = subprocess.run(
-        ["make", "table", f"VENV={VENV}", f"STAMP={reviewer / '.installed-stamp'}"], cwd=reviewer, env=ENV, capture_output=True, text=True, timeout=600
+        ["make", "table", f"VENV={VENV}", f"STAMP={reviewer / '.installed-stamp'}"],
+        cwd=reviewer,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode != 0
     assert "results/tables/sdr.json: DIFFERS from the published table (dvc.lock)" in result.stdout
-    assert "results/tables/sdr.metrics.json: identical to the published table (dvc.lock)" in result.stdout  # the means did not change
+    assert (
+        "results/tables/sdr.metrics.json: identical to the published table (dvc.lock)" in result.stdout
+    )  # the means did not change
 
 
 @pytest.mark.slow

@@ -116,8 +116,13 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def page(setup):
     tracks, _, methods, root = setup
-    scores = {ODD_METHOD: {ODD_TRACK: {"drums": 4.5678, "bass": float("nan")}}, "Oracle IRM": {ODD_TRACK: {"drums": 9.0}}}
-    out = write_listening_page(tracks, methods, root / "page" / "listen.html", seconds=1.0, scores=scores, title="Test <page>")
+    scores = {
+        ODD_METHOD: {ODD_TRACK: {"drums": 4.5678, "bass": float("nan")}},
+        "Oracle IRM": {ODD_TRACK: {"drums": 9.0}},
+    }
+    out = write_listening_page(
+        tracks, methods, root / "page" / "listen.html", seconds=1.0, scores=scores, title="Test <page>"
+    )
     return out, _parse(out)
 
 
@@ -182,7 +187,7 @@ def test_window_prefers_all_references_audible():
     n = 3 * SR
     references = {t: 0.01 * rng.standard_normal((2, n)) for t in TARGETS}
     references["vocals"][:, : 2 * SR] = 0.0  # vocals only in the last second ...
-    references["drums"][:, : SR] *= 50  # ... while the loudest second is the first
+    references["drums"][:, :SR] *= 50  # ... while the loudest second is the first
     mixture = sum(references.values())
     window = choose_window(mixture, references, window=SR, hop=SR // 2)
     assert window.start == 2 * SR and window.active == TARGETS
@@ -206,7 +211,9 @@ def test_missing_estimate_names_the_file(setup, tmp_path):
         (broken / ODD_TRACK).mkdir(parents=True, exist_ok=True)
         (broken / ODD_TRACK / f"{target}.wav").write_bytes(methods[0].estimate_path(ODD_TRACK, target).read_bytes())
     with pytest.raises(FileNotFoundError, match=r"vocals\.wav"):
-        write_listening_page({ODD_TRACK: tracks[ODD_TRACK]}, [ExcerptSource("broken", broken)], tmp_path / "p.html", seconds=1.0)
+        write_listening_page(
+            {ODD_TRACK: tracks[ODD_TRACK]}, [ExcerptSource("broken", broken)], tmp_path / "p.html", seconds=1.0
+        )
     assert not (tmp_path / "p.html").exists()
 
 

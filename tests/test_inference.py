@@ -11,9 +11,9 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.audio import STFT, STFTConfig
-from demixbench.models.checkpoint import save_checkpoint
 from demixbench.data.cache import NpyReader
 from demixbench.models import build_model
+from demixbench.models.checkpoint import save_checkpoint
 from demixbench.separate.apply import iter_separate, separate
 from demixbench.separate.estimates import read_estimates
 from demixbench.separate.track import SeparationConfig, separate_track
@@ -52,7 +52,12 @@ def test_separate_track_streams_what_separate_computes(mixture, tmp_path):
     model = _unet()
     save_checkpoint(model, tmp_path / "model.pt", arch="unet", args=UNET_ARGS, config={})
     np.save(tmp_path / "mixture.npy", mixture)
-    separate_track(tmp_path / "model.pt", tmp_path / "mixture.npy", tmp_path / "out", SeparationConfig(segment_seconds=8000 / 44100, device="cpu"))
+    separate_track(
+        tmp_path / "model.pt",
+        tmp_path / "mixture.npy",
+        tmp_path / "out",
+        SeparationConfig(segment_seconds=8000 / 44100, device="cpu"),
+    )
     written = read_estimates(tmp_path / "out", TARGETS)
     expected = separate(model, mixture, segment=int(8000 / 44100 * 44100))
     np.testing.assert_array_equal(written, expected)
@@ -121,7 +126,8 @@ from demixbench.separate.track import SeparationConfig, separate_track
 seconds, folder = float(sys.argv[1]), Path(sys.argv[2])
 torch.manual_seed(0)
 model = build_model("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
-save_checkpoint(model, folder / "model.pt", arch="unet", args={"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]}, config={})
+save_checkpoint(model, folder / "model.pt", arch="unet", \
+args={"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]}, config={})
 n = int(seconds * 44100)
 with open(folder / "mixture.npy", "wb") as f:  # written in pieces: the test must not hold the track either
     np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2, n)})
@@ -129,7 +135,8 @@ with open(folder / "mixture.npy", "wb") as f:  # written in pieces: the test mus
     for channel in range(2):
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
-separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", SeparationConfig(segment_seconds=5.0, device="cpu"))
+separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", \
+SeparationConfig(segment_seconds=5.0, device="cpu"))
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 
@@ -140,7 +147,9 @@ def test_separation_memory_does_not_grow_with_track_length(tmp_path):
     for seconds in (20, 200):
         folder = tmp_path / str(seconds)
         folder.mkdir()
-        result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(seconds), str(folder)], capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", PEAK_MEMORY, str(seconds), str(folder)], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr
         peaks[seconds] = int(result.stdout.split()[-1])  # kB
     # A 10x longer track: the whole output alone would be 4 targets x 2 x 8.8M float32 = 282 MB more.

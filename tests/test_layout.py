@@ -150,7 +150,12 @@ def test_every_module_belongs_to_a_known_stage():
 
 
 def test_subpackages_import_one_way_along_the_dag():
-    errors = [error for path in package_modules() if relative(path) != "cli.py" for error in back_imports(path, relative(path))]
+    errors = [
+        error
+        for path in package_modules()
+        if relative(path) != "cli.py"
+        for error in back_imports(path, relative(path))
+    ]
     assert errors == []
 
 
@@ -170,7 +175,9 @@ def test_the_layering_guard_catches_a_back_import(tmp_path):
 def undeclared(rule: str, entry: dict) -> tuple[set[str], set[str]]:
     """(modules the rule's adapter reaches that its code() does not declare, file entries of its
     code() that the adapter does not reach)."""
-    skip = (NOT_DECIDING - {"provenance.py"} if rule == "record_provenance" else NOT_DECIDING) | NOT_DECIDING_PER_RULE.get(rule, set())
+    skip = (
+        NOT_DECIDING - {"provenance.py"} if rule == "record_provenance" else NOT_DECIDING
+    ) | NOT_DECIDING_PER_RULE.get(rule, set())
     uses = {
         name
         for name in reached(entry["script"], skip)
@@ -214,7 +221,11 @@ def dvc_code(stage_name: str) -> set[str]:
 
 def rules_code(stage_name: str) -> set[str]:
     """The union of code() of the rules in the .smk files the DVC stage depends on."""
-    smk = [REPO / d for d in dvc_stages()[stage_name]["deps"] if d.startswith("workflow/rules/") and d != "workflow/rules/common.smk"]
+    smk = [
+        REPO / d
+        for d in dvc_stages()[stage_name]["deps"]
+        if d.startswith("workflow/rules/") and d != "workflow/rules/common.smk"
+    ]
     return deciding(set().union(*(expand_code(entry["code"]) for entry in rules(smk).values())))
 
 
@@ -239,7 +250,9 @@ def test_the_rule_guard_catches_a_module_removed_from_code():
 def test_the_modules_the_workflow_imports_at_dag_build_are_light():
     """common.smk imports these when Snakemake builds the DAG (every `snakemake` start, every
     cluster job); importing scipy or torch would cost seconds each time."""
-    imported = re.findall(r"^from (demixbench[\w.]*) import", (REPO / "workflow/rules/common.smk").read_text(), flags=re.M)
+    imported = re.findall(
+        r"^from (demixbench[\w.]*) import", (REPO / "workflow/rules/common.smk").read_text(), flags=re.M
+    )
     assert {"demixbench.data.layout", "demixbench.data.synthetic", "demixbench.data.verify"} <= set(imported)
     code = f"import sys; import {', '.join(imported)}; print(sorted(m for m in ('scipy', 'torch') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -312,10 +325,14 @@ def test_schema_defaults_equal_the_dataclass_defaults(index):
         elif field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
         else:
-            pytest.fail(f"{cls.__name__}.{key} has no default, the schema's {'.'.join(path)}.{key} has {spec['default']!r}")
+            pytest.fail(
+                f"{cls.__name__}.{key} has no default, the schema's {'.'.join(path)}.{key} has {spec['default']!r}"
+            )
         expected = spec["default"]
         if isinstance(default, tuple):
             expected = tuple(expected)
-        assert default == expected, f"{'.'.join(path)}.{key}: schema default {expected!r}, {cls.__name__} default {default!r}"
+        assert default == expected, (
+            f"{'.'.join(path)}.{key}: schema default {expected!r}, {cls.__name__} default {default!r}"
+        )
         compared += 1
     assert compared, f"no shared setting between {'.'.join(path)} and {cls.__name__}"

@@ -82,7 +82,6 @@ def test_registry_errors_name_the_allowed_values():
     assert {cls.domain for cls in DISCRIMINATORS.values()} == {"spectrogram", "waveform"}
 
 
-
 def test_every_architecture_is_a_separator():
     """UNet and DemucsV1 provide what demixbench.models.base.Separator states (without inheriting from it)."""
     models = [build_model("unet", SMALL_UNET), build_model("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})]
@@ -91,6 +90,7 @@ def test_every_architecture_is_a_separator():
         assert isinstance(model, Separator) and Separator not in type(model).__mro__
         assert model.targets == TARGETS and model.domain in {"spectrogram", "waveform"}
     assert not isinstance(build_discriminator("patchgan", {}), Separator)  # no targets, no separation_loss
+
 
 # --- Demucs v1 -----------------------------------------------------------------------------------
 
@@ -118,7 +118,9 @@ def test_demucs_output_shape_equals_input_shape(length):
     assert torch.isfinite(estimates).all()
 
 
-@pytest.mark.parametrize("args", [TINY_DEMUCS, dict(channels=4, depth=4, lstm_layers=0, context=1, stride=2, kernel_size=5), {}])
+@pytest.mark.parametrize(
+    "args", [TINY_DEMUCS, dict(channels=4, depth=4, lstm_layers=0, context=1, stride=2, kernel_size=5), {}]
+)
 def test_demucs_valid_length_is_the_smallest_that_covers_the_input(args):
     # Paper-scale lengths only need the arithmetic, not the weights: build the small version of the same chain.
     model = build_model("demucs_v1", {**args, "channels": 2, "lstm_layers": 0})
@@ -190,13 +192,20 @@ def test_paper_scale_demucs_forward_backward_on_cpu_at_batch_1():
     widths = [block[0].out_channels for block in model.encoder]
     assert widths == [100, 200, 400, 800, 1600, 3200]
     first = model.encoder[0]
-    assert (first[0].kernel_size, first[0].stride, first[2].kernel_size, first[2].out_channels) == ((8,), (4,), (1,), 200)
+    assert (first[0].kernel_size, first[0].stride, first[2].kernel_size, first[2].out_channels) == (
+        (8,),
+        (4,),
+        (1,),
+        200,
+    )
     assert isinstance(first[3], nn.GLU)
     assert model.lstm.lstm.num_layers == 2 and model.lstm.lstm.bidirectional and model.lstm.lstm.hidden_size == 3200
     assert (model.lstm.linear.in_features, model.lstm.linear.out_features) == (6400, 3200)
     # Decoder, innermost first: context conv to 2x + GLU, transposed conv, ReLU except on the last block.
     assert [block[2].out_channels for block in model.decoder] == [1600, 800, 400, 200, 100, 8]
-    assert all(block[0].kernel_size == (3,) and block[0].out_channels == 2 * block[0].in_channels for block in model.decoder)
+    assert all(
+        block[0].kernel_size == (3,) and block[0].out_channels == 2 * block[0].in_channels for block in model.decoder
+    )
     assert all(isinstance(block[-1], nn.ReLU) for block in model.decoder[:-1])
     assert isinstance(model.decoder[-1][-1], nn.ConvTranspose1d)
     mixture = torch.randn(1, 2, 44100)  # 1 s
@@ -259,7 +268,9 @@ def test_multiscale_discriminator_scales_and_weight_norm():
     assert [m.groups for m in convs[:5]] == [1, 1, 4, 1, 1]  # in_width // 4 for the strided layers
     assert convs[1].kernel_size == (41,) and convs[1].stride == (4,)
     # The sub-discriminators are separate networks.
-    assert discriminator.discriminators[0].head.weight.data_ptr() != discriminator.discriminators[1].head.weight.data_ptr()
+    assert (
+        discriminator.discriminators[0].head.weight.data_ptr() != discriminator.discriminators[1].head.weight.data_ptr()
+    )
 
 
 @pytest.mark.parametrize("length", [2001, 2310])  # 2310 = 2 * 3 * 5 * 7 * 11: no padding
@@ -284,7 +295,9 @@ def test_paper_scale_waveform_discriminators_run_at_batch_1():
         discriminator = build_discriminator(kind, {})  # paper widths, conditional (10 input channels)
         assert sum(p.numel() for p in discriminator.parameters()) == n_params
         logits, features = discriminator(estimate, condition)
-        loss = generator_adversarial_loss(logits, "lsgan") + feature_matching_loss(discriminator(reference, condition)[1], features)
+        loss = generator_adversarial_loss(logits, "lsgan") + feature_matching_loss(
+            discriminator(reference, condition)[1], features
+        )
         loss.backward()
 
 
@@ -338,7 +351,11 @@ def test_waveform_gan_step_as_in_training():
         fake_logits, _ = discriminator(estimate.detach(), condition)
         discriminator_loss(real_logits, fake_logits, "hinge").backward()
         fake_logits, fake_features = discriminator(estimate, condition)
-        total = loss + 0.01 * generator_adversarial_loss(fake_logits, "hinge") + feature_matching_loss(real_features, fake_features)
+        total = (
+            loss
+            + 0.01 * generator_adversarial_loss(fake_logits, "hinge")
+            + feature_matching_loss(real_features, fake_features)
+        )
         model.zero_grad()
         total.backward()
         assert all(p.grad is not None for p in model.parameters())

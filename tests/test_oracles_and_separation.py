@@ -6,6 +6,9 @@ import torch
 from demixbench import TARGETS
 from demixbench.audio import STFTConfig
 from demixbench.data.cache import load_decoded
+from demixbench.score.track import nsdr, score_track
+from demixbench.separate.apply import separate
+from demixbench.separate.estimates import read_estimates, write_estimates
 from demixbench.separate.oracles import (
     ORACLES,
     binary_mask_oracle,
@@ -15,9 +18,6 @@ from demixbench.separate.oracles import (
     oracle_estimates,
     separate_oracle,
 )
-from demixbench.score.track import nsdr, score_track
-from demixbench.separate.apply import separate
-from demixbench.separate.estimates import read_estimates, write_estimates
 
 STFT = STFTConfig(n_fft=1024, hop_length=256)
 
@@ -207,7 +207,9 @@ class _Gain(torch.nn.Module):
         return torch.stack([k * mixture for k in range(4)], dim=1)
 
 
-@pytest.mark.parametrize("length,segment,overlap", [(10000, 3000, 0.25), (10000, 3000, 0.0), (2000, 3000, 0.5), (9001, 1000, 0.75)])
+@pytest.mark.parametrize(
+    "length,segment,overlap", [(10000, 3000, 0.25), (10000, 3000, 0.0), (2000, 3000, 0.5), (9001, 1000, 0.75)]
+)
 def test_overlap_add_of_a_pointwise_model_is_exact(length, segment, overlap):
     mixture = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32)
     estimates = separate(_Gain(), mixture, segment=segment, overlap=overlap)

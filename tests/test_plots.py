@@ -285,7 +285,9 @@ def test_seed_scatter_errors(tmp_path: Path, synthetic_methods) -> None:
 def histories(tmp_path: Path) -> dict[str, list[Path]]:
     root = tmp_path / "models"
     return {
-        "unet": [write_history(root / "unet" / f"seed{s}" / "history.csv", history_rows(1.0 + 0.1 * s)) for s in (1, 2)],
+        "unet": [
+            write_history(root / "unet" / f"seed{s}" / "history.csv", history_rows(1.0 + 0.1 * s)) for s in (1, 2)
+        ],
         "unet_gan": [
             write_history(root / "unet_gan" / f"seed{s}" / "history.csv", history_rows(0.9 + 0.05 * s)) for s in (1, 2)
         ],
@@ -306,7 +308,12 @@ def test_learning_curves(tmp_path: Path, histories) -> None:
     assert "dB" in nsdr.get_ylabel()
     # One line per model and seed, one colour per model.
     lines = [line for line in train.get_lines() if not line.get_label().startswith("_")]
-    assert sorted(line.get_label() for line in lines) == ["unet seed1", "unet seed2", "unet_gan seed1", "unet_gan seed2"]
+    assert sorted(line.get_label() for line in lines) == [
+        "unet seed1",
+        "unet seed2",
+        "unet_gan seed1",
+        "unet_gan seed2",
+    ]
     colours = {line.get_label().split()[0]: set() for line in lines}
     for line in lines:
         colours[line.get_label().split()[0]].add(line.get_color())

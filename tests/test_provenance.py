@@ -40,7 +40,9 @@ def test_write_run_provenance(tmp_path):
     write_dataset(spec, tmp_path / "data")
     report = verify_dataset(tmp_path / "data", VerifySpec.for_synthetic(spec), progress=False)
     report.write(tmp_path / "report.json")
-    record = write_run_provenance(tmp_path / "p.json", tmp_path / "p.html", config, tmp_path / "report.json", tmp_path / "bench")
+    record = write_run_provenance(
+        tmp_path / "p.json", tmp_path / "p.html", config, tmp_path / "report.json", tmp_path / "bench"
+    )
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["config_hash"] == config_hash(config) == record["config_hash"]
     assert saved["stages"]["decode_track"]["wall_s"] == pytest.approx(1.25)
@@ -58,7 +60,9 @@ def test_checkpoint_provenance_has_the_config_hash_and_what_the_caller_adds(tmp_
 
     config = {"model": {"arch": "x"}, "train": {"seed": 3}}
     fingerprint = {"fingerprint": "abc", "source": "musdb18hq", "counts": {"train": 100, "test": 50}}
-    save_checkpoint(nn.Linear(2, 2), tmp_path / "model.pt", "x", {}, config, provenance_extra={"dataset_fingerprint": fingerprint})
+    save_checkpoint(
+        nn.Linear(2, 2), tmp_path / "model.pt", "x", {}, config, provenance_extra={"dataset_fingerprint": fingerprint}
+    )
     record = json.loads(metadata_path(tmp_path / "model.pt").read_text())["provenance"]
     assert record["config_hash"] == config_hash(config)
     assert record["dataset_fingerprint"] == fingerprint

@@ -19,7 +19,15 @@ from demixbench.train.config import TrainConfig
 from demixbench.train.loop import train
 
 SPEC = ModelSpec("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
-CONFIG = TrainConfig(seed=5, epochs=4, steps_per_epoch=5, batch_size=2, segment_seconds=0.5, valid_segment_seconds=3.0, checkpoint_every_steps=1)
+CONFIG = TrainConfig(
+    seed=5,
+    epochs=4,
+    steps_per_epoch=5,
+    batch_size=2,
+    segment_seconds=0.5,
+    valid_segment_seconds=3.0,
+    checkpoint_every_steps=1,
+)
 
 DRIVER = """
 import json, sys
@@ -37,15 +45,21 @@ train(ModelSpec(**a["spec"]), TrainConfig(**a["config"]), [Path(p) for p in a["t
 
 def _arguments(decoded, splits, out: Path, work: Path, config: TrainConfig = CONFIG) -> dict:
     return {
-        "spec": asdict(SPEC), "config": asdict(config), "out": str(out), "work": str(work),
-        "train": [str(decoded[t]) for t in splits.train], "valid": [str(decoded[t]) for t in splits.valid],
+        "spec": asdict(SPEC),
+        "config": asdict(config),
+        "out": str(out),
+        "work": str(work),
+        "train": [str(decoded[t]) for t in splits.train],
+        "valid": [str(decoded[t]) for t in splits.valid],
     }
 
 
 def _start(tmp_path: Path, arguments: dict) -> subprocess.Popen:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return subprocess.Popen([sys.executable, str(driver), json.dumps(arguments)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(driver), json.dumps(arguments)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for_step(state: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> int:
@@ -66,8 +80,15 @@ def _wait_for_step(state: Path, step: int, process: subprocess.Popen, timeout: f
 @pytest.fixture(scope="module")
 def uninterrupted(decoded, small_splits, tmp_path_factory) -> dict[str, torch.Tensor]:
     out = tmp_path_factory.mktemp("uninterrupted")
-    train(SPEC, CONFIG, [decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid],
-          out / "model.pt", out / "history.csv", work_dir=out / "work")
+    train(
+        SPEC,
+        CONFIG,
+        [decoded[t] for t in small_splits.train],
+        [decoded[t] for t in small_splits.valid],
+        out / "model.pt",
+        out / "history.csv",
+        work_dir=out / "work",
+    )
     assert not (out / "work" / "state.pt").exists()  # removed after success
     assert (out / "history.png").stat().st_size > 1000
     return torch.load(out / "model.pt", weights_only=True)
@@ -132,7 +153,9 @@ def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert "resumed at step" in stderr
-    _assert_same_weights(torch.load(tmp_path / "out" / "model.pt", weights_only=True), torch.load(whole / "model.pt", weights_only=True))
+    _assert_same_weights(
+        torch.load(tmp_path / "out" / "model.pt", weights_only=True), torch.load(whole / "model.pt", weights_only=True)
+    )
 
 
 def test_a_state_written_with_other_settings_is_not_resumed(tmp_path, decoded, small_splits, uninterrupted, caplog):
@@ -142,8 +165,15 @@ def test_a_state_written_with_other_settings_is_not_resumed(tmp_path, decoded, s
     process.kill()
     process.wait()
     out = tmp_path / "again"
-    train(SPEC, CONFIG, [decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid],
-          out / "model.pt", out / "history.csv", work_dir=tmp_path / "work")
+    train(
+        SPEC,
+        CONFIG,
+        [decoded[t] for t in small_splits.train],
+        [decoded[t] for t in small_splits.valid],
+        out / "model.pt",
+        out / "history.csv",
+        work_dir=tmp_path / "work",
+    )
     assert "written with other settings; starting from scratch" in caplog.text
     _assert_same_weights(torch.load(out / "model.pt", weights_only=True), uninterrupted)
 
@@ -169,4 +199,10 @@ def test_lr_schedules(tmp_path, decoded, small_splits):
     # "lr" is the rate after the epoch's last step: cosine from CONFIG.lr down to 0 over 15 steps
     assert CONFIG.lr > lrs[0] > lrs[1] > lrs[2] and lrs[2] == pytest.approx(0, abs=1e-12)
     with pytest.raises(ValueError, match="allowed: constant, cosine, step, plateau"):
-        train(SPEC, replace(CONFIG, lr_schedule="linear"), *dirs, tmp_path / "c" / "model.pt", tmp_path / "c" / "history.csv")
+        train(
+            SPEC,
+            replace(CONFIG, lr_schedule="linear"),
+            *dirs,
+            tmp_path / "c" / "model.pt",
+            tmp_path / "c" / "history.csv",
+        )

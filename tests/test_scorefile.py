@@ -77,7 +77,7 @@ def test_track_frame_medians_errors(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"scores": []}', "no 'targets'"),
-        ('[1, 2]', "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
         ('{"targets": [{"name": "drums"}]}', "no 'frames'"),
         ('{"targets": [{"name": "drums", "frames": [{"time": 0}]}]}', "no 'metrics'"),
         ('{"targets": [{"name": "drums", "frames": [{"metrics": {"SDR": "high"}}]}]}', "not a number"),

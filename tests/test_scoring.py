@@ -17,7 +17,7 @@ def test_nsdr_matches_definition():
 def scores():
     rng = np.random.default_rng(0)
     references = rng.standard_normal((4, 2, 3 * 8000)).astype(np.float32)
-    references[3, :, : 8000] = 0  # a silent first second of "vocals"
+    references[3, :, :8000] = 0  # a silent first second of "vocals"
     estimates = references + 0.3 * rng.standard_normal(references.shape).astype(np.float32)
     return references, estimates, score_arrays(references, estimates, config=ScoringConfig(sample_rate=8000))
 

@@ -1,10 +1,13 @@
-"""Set-up: the ffmpeg check of the Makefile, and the pins of the lock and the conda environment."""
+"""Set-up: the ffmpeg check of the Makefile, the pins of the lock and the conda environment, and the
+lint and format checks of `make lint`."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -19,7 +22,10 @@ def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path
     make = shutil.which("make")
     result = subprocess.run(
         [make, "--no-print-directory", "-C", str(REPO), "ffmpeg"],
-        env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -55,7 +61,36 @@ def test_conda_environment_pins_agree_with_the_lock():
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", requirement)
         if match:
             name = match.group(1).lower().replace("_", "-")
-            assert pins.get(name) == match.group(2), f"envs/demixbench.yaml pins {requirement}, the lock has {pins.get(name)}"
+            assert pins.get(name) == match.group(2), (
+                f"envs/demixbench.yaml pins {requirement}, the lock has {pins.get(name)}"
+            )
             checked += 1
     assert checked >= 10
     assert "ffmpeg" in env["dependencies"]
+
+
+def test_lock_pins_the_lint_tools_of_pyproject():
+    """`make lint` and the test below run the versions pyproject.toml names (formatters change their
+    output between releases, so an unpinned one would fail CI on a clean clone)."""
+    lint = re.search(r"^lint = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), flags=re.M).group(1)
+    pins = _lock()
+    for requirement in re.findall(r'"([^"]+)"', lint):
+        name, version = requirement.split("==")
+        assert pins.get(name) == version, (
+            f"pyproject.toml lint pins {requirement}, requirements.lock has {pins.get(name)}"
+        )
+
+
+def test_code_is_lint_clean_and_formatted():
+    """What `make lint` checks (besides snakemake --lint, which tests/test_workflow.py runs):
+    ruff's lint rules and import order, ruff's formatting, snakefmt on the workflow."""
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        [bin_dir / "ruff", "check", "--no-cache", "."],
+        [bin_dir / "ruff", "format", "--check", "--no-cache", "."],
+        [bin_dir / "snakefmt", "--check", "Snakefile", "workflow/rules"],
+    ):
+        result = subprocess.run([str(part) for part in command], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (
+            f"{' '.join(map(str, command[1:]))}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workflow import job_counts, tiny_config
 
 from conftest import REPO
-from test_workflow import job_counts, tiny_config
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 PROFILE = REPO / "profiles/slurm-test"
@@ -52,19 +52,24 @@ def slurm_cluster():
         pytest.skip("DEMIXBENCH_SKIP_SLURM=1: the Slurm tests were skipped on request")
     started = time.perf_counter()
     try:
-        result = subprocess.run(["bash", str(REPO / "cluster/slurm-up.sh"), str(STATE)], capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            ["bash", str(REPO / "cluster/slurm-up.sh"), str(STATE)], capture_output=True, text=True, timeout=600
+        )
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"cluster/slurm-up.sh did not finish within 600 s:\n{err.stdout}\n{err.stderr}")
     if result.returncode != 0:
         pytest.fail(
             "could not start the local Slurm cluster with cluster/slurm-up.sh (it needs root and apt-get on Debian 12, "
-            f"as CI has; set DEMIXBENCH_SKIP_SLURM=1 to skip these tests):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            "as CI has; set DEMIXBENCH_SKIP_SLURM=1 to skip these tests):"
+            f"\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     print(f"slurm-up: {time.perf_counter() - started:.1f} s\n{result.stdout}")
     ours = "already running" not in result.stdout
     yield STATE
     if ours:
-        subprocess.run(["bash", str(REPO / "cluster/slurm-down.sh"), str(STATE)], capture_output=True, text=True, timeout=180)
+        subprocess.run(
+            ["bash", str(REPO / "cluster/slurm-down.sh"), str(STATE)], capture_output=True, text=True, timeout=180
+        )
 
 
 class Run:
@@ -83,7 +88,13 @@ class Run:
         self.output = workdir.parent / f"{workdir.name}.snakemake.log"
         with open(self.output, "w") as sink:
             self.process = subprocess.Popen(
-                command + list(args), stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=workdir, env=env, start_new_session=True
+                command + list(args),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
             )
 
     def wait(self) -> tuple[int, str]:
@@ -115,8 +126,20 @@ def slurm_jobs(output: str) -> list[dict[str, str]]:
     assert run_id, output[-3000:]
     fields = ["JobIDRaw", "State", "Comment", "Partition", "Account", "AllocTRES", "Timelimit", "ExitCode"]
     result = subprocess.run(
-        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-2days", "--name", run_id.group(1), f"--format={','.join(fields)}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "--starttime",
+            "now-2days",
+            "--name",
+            run_id.group(1),
+            f"--format={','.join(fields)}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return [dict(zip(fields, line.split("|"))) for line in result.stdout.splitlines()]
@@ -154,7 +177,14 @@ def runs(slurm_cluster, request, tmp_path_factory):
     # trains on the CPU). Resources reach no job's params, so the outputs are those of `config`.
     slurm_config = copy.deepcopy(config)
     slurm_config["resources"]["train"]["gpu"] = 1
-    slurm = Run(copy_root / "Snakefile", tmp_path_factory.mktemp("pipeline-slurm"), slurm_config, "--profile", str(PROFILE), timeout=PIPELINE_TIMEOUT)
+    slurm = Run(
+        copy_root / "Snakefile",
+        tmp_path_factory.mktemp("pipeline-slurm"),
+        slurm_config,
+        "--profile",
+        str(PROFILE),
+        timeout=PIPELINE_TIMEOUT,
+    )
     flaky_dir = tmp_path_factory.mktemp("flaky")
     (flaky_dir / "Snakefile").write_text(FLAKY_SNAKEFILE)
     flaky = Run(flaky_dir / "Snakefile", flaky_dir, None, "--profile", str(PROFILE), timeout=300)
@@ -165,7 +195,14 @@ def runs(slurm_cluster, request, tmp_path_factory):
         try:
             local_dir = request.getfixturevalue("pipeline")[0]
         except pytest.FixtureLookupError:
-            local = Run(copy_root / "Snakefile", tmp_path_factory.mktemp("pipeline-local"), config, "--cores", "2", timeout=PIPELINE_TIMEOUT)
+            local = Run(
+                copy_root / "Snakefile",
+                tmp_path_factory.mktemp("pipeline-local"),
+                config,
+                "--cores",
+                "2",
+                timeout=PIPELINE_TIMEOUT,
+            )
             started.append(local)
             returncode, output = local.wait()
             assert returncode == 0, output[-5000:]
@@ -255,7 +292,9 @@ def test_profiles_slurm_and_slurm_test_differ_only_in_the_test_settings():
     assert set(test) - test_only == set(lab)
     for key, value in lab.items():
         if key == "default-resources":
-            assert {k: v for k, v in test[key].items() if k != "mem_mb"} == {k: v for k, v in value.items() if k != "mem_mb"}
+            assert {k: v for k, v in test[key].items() if k != "mem_mb"} == {
+                k: v for k, v in value.items() if k != "mem_mb"
+            }
         elif key not in overridden:
             assert test[key] == value, key
     assert lab["executor"] == "slurm" and lab["slurm-requeue"] is True and lab["replace-workflow-config"] is True

@@ -92,9 +92,7 @@ def test_seed_statistics(tmp_path: Path) -> None:
 
 def test_three_seeds_use_sample_std(tmp_path: Path) -> None:
     values = [1.0, 2.0, 4.0]
-    runs = tuple(
-        uniform_run(tmp_path / f"s{i}", {t: [v, v, v] for t in TARGETS}) for i, v in enumerate(values)
-    )
+    runs = tuple(uniform_run(tmp_path / f"s{i}", {t: [v, v, v] for t in TARGETS}) for i, v in enumerate(values))
     row = cell(build_table([MethodRuns("m", runs)]), "m", "drums")
     assert row["mean"] == pytest.approx(statistics.mean(values))
     assert row["se"] == pytest.approx(statistics.stdev(values) / math.sqrt(3))
@@ -279,9 +277,7 @@ def test_nsdr_partial_run_is_na(tmp_path: Path, caplog: pytest.LogCaptureFixture
 
 def test_nsdr_only_for_sdr(tmp_path: Path) -> None:
     values = np.ones((1, 3, 4))
-    runs = tuple(
-        write_values(tmp_path / "sar", values[0], nsdr=values[0], metric="SAR") for _ in range(1)
-    )
+    runs = tuple(write_values(tmp_path / "sar", values[0], nsdr=values[0], metric="SAR") for _ in range(1))
     table = build_table([MethodRuns("m", runs)], metric="SAR")
     assert table.aggregations == ("median", "mean")
 
@@ -299,7 +295,14 @@ def test_metric_sar(tmp_path: Path) -> None:
     assert table.aggregation.startswith("SAR (dB): median over 1 s frames")
     assert table.to_markdown().startswith("## SAR: median over frames, median over tracks")
     paths = table.write(tmp_path / "out")
-    assert {p.name for p in paths.values()} == {"sar.md", "sar.csv", "sar.json", "sar.tex", "sar.html", "sar.metrics.json"}
+    assert {p.name for p in paths.values()} == {
+        "sar.md",
+        "sar.csv",
+        "sar.json",
+        "sar.tex",
+        "sar.html",
+        "sar.metrics.json",
+    }
     assert json.loads(paths["json"].read_text())["metric"] == "SAR"
     with pytest.raises(ValueError, match=r"sar/a\.json.*no metric 'SDR'"):
         build_table([MethodRuns("m", (run,))], metric="SDR")

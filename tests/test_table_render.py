@@ -51,9 +51,7 @@ def test_markdown(small_table: Leaderboard) -> None:
     table_lines = [line for line in lines if line.startswith("|")]
     assert table_lines[0] == "| method | seeds | drums | bass | other | vocals | All |"
     assert len(table_lines) == 2 * (2 + 4)  # per section: header, alignment, 3 methods, 1 difference
-    assert table_lines[2] == (
-        "| unet | 2 | 3.00 ± 1.00 | 1.50 ± 0.50 | 2.50 ± 0.50 | 6.50 ± 0.50 | 3.38 ± 0.12 |"
-    )
+    assert table_lines[2] == ("| unet | 2 | 3.00 ± 1.00 | 1.50 ± 0.50 | 2.50 ± 0.50 | 6.50 ± 0.50 | 3.38 ± 0.12 |")
     assert table_lines[3] == "| IRM2 | 1 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 |"
     assert table_lines[4].startswith("| silent | 1 | 1.00 |") and "n/a" in table_lines[4]
     difference = table_lines[5]
@@ -174,7 +172,14 @@ def test_write_all_formats(tmp_path: Path) -> None:
     out = tmp_path / "results" / "table"
     paths = table.write(out)
     assert set(paths) == {"md", "csv", "json", "tex", "html", "metrics"}
-    assert sorted(p.name for p in out.iterdir()) == ["sdr.csv", "sdr.html", "sdr.json", "sdr.md", "sdr.metrics.json", "sdr.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sdr.csv",
+        "sdr.html",
+        "sdr.json",
+        "sdr.md",
+        "sdr.metrics.json",
+        "sdr.tex",
+    ]
     assert paths["md"].read_text(encoding="utf-8") == table.to_markdown()
 
     # Markdown: notes listed under the tables.

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from demixbench import TARGETS
-from demixbench.models.checkpoint import load_checkpoint
 from demixbench.models import ModelSpec
+from demixbench.models.checkpoint import load_checkpoint
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.loop import train
 from demixbench.train.sampler import ChunkSampler
@@ -20,8 +20,15 @@ def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None):
     out = tmp_path / name
     stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
     history = train(
-        SPEC, config, [decoded[t] for t in splits.train], [decoded[t] for t in splits.valid],
-        out / "model.pt", out / "history.csv", input_stats=stats, gan=gan, record={"model_name": name},
+        SPEC,
+        config,
+        [decoded[t] for t in splits.train],
+        [decoded[t] for t in splits.valid],
+        out / "model.pt",
+        out / "history.csv",
+        input_stats=stats,
+        gan=gan,
+        record={"model_name": name},
     )
     return out, history
 
@@ -75,7 +82,9 @@ def test_checkpoint_mismatches_fail_clearly(tmp_path, decoded, small_splits):
 
 
 def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
-    sampler = ChunkSampler([decoded[t] for t in small_splits.train], 4410, remix=True, channel_swap=True, sign_flip=True)
+    sampler = ChunkSampler(
+        [decoded[t] for t in small_splits.train], 4410, remix=True, channel_swap=True, sign_flip=True
+    )
     mixture, sources = sampler.batch(np.random.default_rng(0), 3)
     assert mixture.shape == (3, 2, 4410) and sources.shape == (3, 4, 2, 4410)
     torch.testing.assert_close(mixture, sources.sum(dim=1))
@@ -83,16 +92,30 @@ def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
 
 def test_gan_with_a_discriminator_of_the_other_domain_is_refused(tmp_path, decoded, small_splits):
     waveform_gan = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 8})
-    with pytest.raises(ValueError, match="'multiscale' compares waveform representations, but 'unet' is a spectrogram model; use one of: patchgan"):
+    with pytest.raises(
+        ValueError,
+        match="'multiscale' compares waveform representations, but 'unet' is a spectrogram model; use one of: patchgan",
+    ):
         _run(tmp_path, decoded, small_splits, "mismatch", gan=waveform_gan)
 
 
 def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
     out = tmp_path / "demucs"
     spec = ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1})
-    gan = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 16, "n_scales": 2}, warmup_steps=1)
-    history = train(spec, CONFIG, [decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid],
-                    out / "model.pt", out / "history.csv", gan=gan)
+    gan = GANConfig(
+        discriminator="multiscale",
+        discriminator_args={"channels": 4, "max_channels": 16, "n_scales": 2},
+        warmup_steps=1,
+    )
+    history = train(
+        spec,
+        CONFIG,
+        [decoded[t] for t in small_splits.train],
+        [decoded[t] for t in small_splits.valid],
+        out / "model.pt",
+        out / "history.csv",
+        gan=gan,
+    )
     assert history[-1]["train_adv"] > 0 and np.isfinite(history[-1]["valid_nsdr"])
     model, meta = load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
     assert meta["config"]["gan"]["discriminator"] == "multiscale"
@@ -102,7 +125,9 @@ def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
 def test_loader_gives_the_sampler_batches_and_the_state_to_resume_from(decoded, small_splits, workers, prefetch):
     from demixbench.train.sampler import BatchLoader
 
-    sampler = ChunkSampler([decoded[t] for t in small_splits.train], 2205, remix=True, channel_swap=True, sign_flip=True)
+    sampler = ChunkSampler(
+        [decoded[t] for t in small_splits.train], 2205, remix=True, channel_swap=True, sign_flip=True
+    )
     reference_rng = np.random.default_rng(9)
     expected, states = [], []
     for _ in range(4):
@@ -120,7 +145,13 @@ def test_loader_gives_the_sampler_batches_and_the_state_to_resume_from(decoded, 
 
 def test_loader_workers_do_not_change_the_weights(tmp_path, decoded, small_splits):
     plain, _ = _run(tmp_path, decoded, small_splits, "plain")
-    threaded, _ = _run(tmp_path, decoded, small_splits, "threaded", config=TrainConfig(**{**CONFIG.__dict__, "loader_workers": 2, "prefetch_batches": 2}))
+    threaded, _ = _run(
+        tmp_path,
+        decoded,
+        small_splits,
+        "threaded",
+        config=TrainConfig(**{**CONFIG.__dict__, "loader_workers": 2, "prefetch_batches": 2}),
+    )
     a, b = (torch.load(d / "model.pt", weights_only=True) for d in (plain, threaded))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -142,4 +173,3 @@ def test_mixed_precision_trains_a_gan_with_float32_master_weights(tmp_path, deco
     reference, _ = _run(tmp_path, decoded, small_splits, f"{precision}-fp32-reference", gan=GAN)
     fp32 = torch.load(reference / "model.pt", weights_only=True)
     assert not all(torch.equal(weights[k], fp32[k]) for k in weights)
-

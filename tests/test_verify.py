@@ -18,7 +18,9 @@ NON_ASCII = "Sigur Rós & Beyoncé - Don't Stop (Ça Va)"
 
 
 def tiny_spec(source="musdb18hq", **kwargs):
-    return VerifySpec(source=source, counts=kwargs.pop("counts", TINY_COUNTS), validation=kwargs.pop("validation", ()), **kwargs)
+    return VerifySpec(
+        source=source, counts=kwargs.pop("counts", TINY_COUNTS), validation=kwargs.pop("validation", ()), **kwargs
+    )
 
 
 @pytest.fixture(scope="module")

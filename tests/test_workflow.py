@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from demixbench.models import ARCHITECTURES, DISCRIMINATORS
-from demixbench.separate.oracles import ORACLES
-from demixbench.score.track import BACKENDS
-from demixbench.train.config import PRECISIONS
-
 from conftest import REPO
+from demixbench.models import ARCHITECTURES, DISCRIMINATORS
+from demixbench.score.track import BACKENDS
+from demixbench.separate.oracles import ORACLES
+from demixbench.train.config import PRECISIONS
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -31,7 +30,9 @@ def load_demo() -> dict:
     return yaml.safe_load((REPO / "config/demo.yaml").read_text())
 
 
-def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 120, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, config: dict | None, *args: str, timeout: int = 120, snakefile: Path = REPO / "Snakefile"
+) -> subprocess.CompletedProcess:
     """Run `snakefile` (the repository's by default) in `workdir` with `config` (written to
     workdir/test-config.yaml)."""
     command = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir)]
@@ -78,7 +79,9 @@ def test_every_config_key_is_commented():
         if stripped.startswith("<<:") or stripped.endswith(("*unet_args", "*unet_train")):
             continue
         previous = lines[number - 1].strip() if number else ""
-        assert "#" in line or previous.startswith("#") or stripped.endswith(":"), f"config.yaml:{number + 1} has no comment: {line}"
+        assert "#" in line or previous.startswith("#") or stripped.endswith(":"), (
+            f"config.yaml:{number + 1} has no comment: {line}"
+        )
 
 
 def test_lint_is_clean(tmp_path):
@@ -93,9 +96,19 @@ def test_dry_run_of_the_demo_config(tmp_path):
     counts = job_counts(result.stdout)
     # 12 + 4 tracks; 4 models x 2 seeds; 4 test tracks per run; 2 oracles; SDR and SAR tables
     assert counts == {
-        "prepare_dataset": 1, "decode_track": 16, "compute_input_stats": 1, "train_model": 8,
-        "separate_track": 32, "separate_oracle": 8, "score_track": 40, "make_table": 2, "plot_scores": 2,
-        "plot_learning_curves": 1, "make_listening_page": 1, "record_provenance": 1, "all": 1,
+        "prepare_dataset": 1,
+        "decode_track": 16,
+        "compute_input_stats": 1,
+        "train_model": 8,
+        "separate_track": 32,
+        "separate_oracle": 8,
+        "score_track": 40,
+        "make_table": 2,
+        "plot_scores": 2,
+        "plot_learning_curves": 1,
+        "make_listening_page": 1,
+        "record_provenance": 1,
+        "all": 1,
     }
 
 
@@ -130,7 +143,10 @@ def output_flags(config: dict, workdir: Path) -> dict[str, dict[str, bool]]:
             snakefile=REPO / "Snakefile",
             workdir=workdir,
         )
-        return {rule.name: {Path(f).name: is_flagged(f, "protected") for f in rule.output} for rule in loaded._workflow.rules}
+        return {
+            rule.name: {Path(f).name: is_flagged(f, "protected") for f in rule.output}
+            for rule in loaded._workflow.rules
+        }
 
 
 def test_paper_checkpoints_are_write_protected_and_the_demo_ones_are_not(tmp_path, small_dataset):
@@ -151,11 +167,26 @@ def test_paper_checkpoints_are_write_protected_and_the_demo_ones_are_not(tmp_pat
         (lambda c: c["models"]["unet"]["train"].update(epochs=2.5), ".train.epochs: 2.5 is not of type 'integer'"),
         (lambda c: c["data"].update(source="musdb19"), "config key data.source: 'musdb19' is not one of"),
         (lambda c: c["models"]["unet"]["train"].update(epoch=3), "('epoch' was unexpected); allowed keys: epochs,"),
-        (lambda c: c.update(oracle=["MIX"]), "config key (top level): Additional properties are not allowed ('oracle' was unexpected)"),
-        (lambda c: c["models"]["unet_gan"]["gan"].update(loss="wasserstein"), "config key models.unet_gan.gan.loss: 'wasserstein' is not one of ['lsgan', 'hinge']"),
-        (lambda c: c["models"]["unet_gan"].update(baseline="resnet"), "config key models.unet_gan.baseline: 'resnet' is not a model"),
-        (lambda c: c["models"]["unet"]["args"].update(n_fft=2048), "config key models.unet.args.n_fft: 2048 differs from stft.n_fft"),
-        (lambda c: c["data"]["synthetic"].update(n_validation=12), "data.synthetic.n_validation: 12 must be smaller than"),
+        (
+            lambda c: c.update(oracle=["MIX"]),
+            "config key (top level): Additional properties are not allowed ('oracle' was unexpected)",
+        ),
+        (
+            lambda c: c["models"]["unet_gan"]["gan"].update(loss="wasserstein"),
+            "config key models.unet_gan.gan.loss: 'wasserstein' is not one of ['lsgan', 'hinge']",
+        ),
+        (
+            lambda c: c["models"]["unet_gan"].update(baseline="resnet"),
+            "config key models.unet_gan.baseline: 'resnet' is not a model",
+        ),
+        (
+            lambda c: c["models"]["unet"]["args"].update(n_fft=2048),
+            "config key models.unet.args.n_fft: 2048 differs from stft.n_fft",
+        ),
+        (
+            lambda c: c["data"]["synthetic"].update(n_validation=12),
+            "data.synthetic.n_validation: 12 must be smaller than",
+        ),
     ],
 )
 def test_bad_config_stops_with_the_key(tmp_path, edit, message):
@@ -181,7 +212,9 @@ def test_malformed_dataset_and_missing_stem_stop_before_any_job(tmp_path, small_
     shutil.copytree(small_dataset, root)
     shutil.rmtree(root / "test")
     config = load_demo()
-    config["data"].update(source="musdb18hq", root=str(root), validation_tracks=[sorted(os.listdir(root / "train"))[-1]])
+    config["data"].update(
+        source="musdb18hq", root=str(root), validation_tracks=[sorted(os.listdir(root / "train"))[-1]]
+    )
     result = snakemake(tmp_path, config, "--cores", "1")
     assert result.returncode != 0 and f"{root / 'test'}: missing 'test/' directory" in result.stdout + result.stderr
 
@@ -191,7 +224,6 @@ def test_malformed_dataset_and_missing_stem_stop_before_any_job(tmp_path, small_
     result = snakemake(tmp_path, config, "--cores", "1")
     assert result.returncode != 0 and f"{stem}: missing stem file" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
-
 
 
 @pytest.mark.slow
@@ -209,8 +241,13 @@ def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, s
     # A made-up archive: its own checksum stands in for the published one of musdb18hq.zip.
     checksum = {"sha256": hashlib.sha256(archive.read_bytes()).hexdigest(), "size": archive.stat().st_size}
     config["data"].update(
-        source="musdb18hq", root=str(tmp_path / "MUSDB18-HQ"), origin=str(archive), counts={"train": 3, "test": 2}, checksum=checksum,
-        validation_tracks=[validation], lock_file=str(tmp_path / "datasets.lock.json"),
+        source="musdb18hq",
+        root=str(tmp_path / "MUSDB18-HQ"),
+        origin=str(archive),
+        counts={"train": 3, "test": 2},
+        checksum=checksum,
+        validation_tracks=[validation],
+        lock_file=str(tmp_path / "datasets.lock.json"),
     )
     dry = snakemake(tmp_path, config, "-n")
     assert dry.returncode == 0, dry.stderr
@@ -218,7 +255,9 @@ def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, s
     result = snakemake(tmp_path, config, "--cores", "2", "results/stats/input_stats.npz", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # the statistics need the training tracks only (validation held out)
-    assert sorted(os.listdir(tmp_path / "results/decoded")) == sorted(set(os.listdir(small_dataset / "train")) - {validation})
+    assert sorted(os.listdir(tmp_path / "results/decoded")) == sorted(
+        set(os.listdir(small_dataset / "train")) - {validation}
+    )
     report = json.loads((tmp_path / "results/datasets/report.json").read_text())
     lock = json.loads((tmp_path / "datasets.lock.json").read_text())
     assert lock["sources"]["musdb18hq"]["dataset"]["fingerprint"] == report["fingerprint"]
@@ -235,7 +274,14 @@ def tiny_config() -> dict:
     config = load_demo()
     config["data"]["synthetic"].update(n_train=3, n_test=2, n_validation=1, duration=4.0)
     for entry in config["models"].values():
-        entry["train"] = {**entry["train"], "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "segment_seconds": 1.0, "valid_segment_seconds": 4.0}
+        entry["train"] = {
+            **entry["train"],
+            "epochs": 2,
+            "steps_per_epoch": 2,
+            "batch_size": 2,
+            "segment_seconds": 1.0,
+            "valid_segment_seconds": 4.0,
+        }
     config["models"]["unet_gan"]["gan"]["warmup_steps"] = 1
     config["models"]["demucs_v1_gan"]["gan"]["warmup_steps"] = 1
     config["separation"]["segment_seconds"] = 4.0
@@ -330,8 +376,15 @@ def test_editing_one_model_reruns_only_its_jobs_and_the_table(pipeline):
     counts = job_counts(snakemake(workdir, edited, "-n", snakefile=snakefile).stdout)
     # 2 seeds; 2 test tracks per seed; the listening page plays the first seed's estimates
     assert counts == {
-        "train_model": 2, "separate_track": 4, "score_track": 4, "make_table": 2, "plot_scores": 2,
-        "plot_learning_curves": 1, "make_listening_page": 1, "record_provenance": 1, "all": 1,
+        "train_model": 2,
+        "separate_track": 4,
+        "score_track": 4,
+        "make_table": 2,
+        "plot_scores": 2,
+        "plot_learning_curves": 1,
+        "make_listening_page": 1,
+        "record_provenance": 1,
+        "all": 1,
     }
 
 
@@ -370,10 +423,27 @@ def test_killing_the_decode_stage_midway_then_rerunning_finishes_without_partial
     config = tiny_config()
     config["data"]["synthetic"].update(n_train=6, n_validation=1, n_test=2, duration=20.0)
     (tmp_path / "test-config.yaml").write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(tmp_path / "test-config.yaml"), "--cores", "2", "decoded_dataset"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "test-config.yaml"),
+        "--cores",
+        "2",
+        "decoded_dataset",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "results/decoded").glob("*/meta.json")) and time.monotonic() < deadline and process.poll() is None:
+    while (
+        not list((tmp_path / "results/decoded").glob("*/meta.json"))
+        and time.monotonic() < deadline
+        and process.poll() is None
+    ):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -46,9 +46,7 @@ def _parse_row(value: str) -> tuple[str, tuple[Path, ...]]:
         raise argparse.ArgumentTypeError(f"expected NAME=DIR[,DIR...], got {value!r}")
     paths = [part.strip() for part in dirs.split(",")]
     if not dirs.strip() or any(not part for part in paths):
-        raise argparse.ArgumentTypeError(
-            f"row {name!r}: empty directory in {value!r} (expected NAME=DIR[,DIR...])"
-        )
+        raise argparse.ArgumentTypeError(f"row {name!r}: empty directory in {value!r} (expected NAME=DIR[,DIR...])")
     return name, tuple(Path(part) for part in paths)
 
 
@@ -111,10 +109,7 @@ def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     try:
         table = build_table(
-            [
-                MethodRuns(name=name, seed_dirs=dirs, kind="imported", note=notes.get(name, ""))
-                for name, dirs in rows
-            ],
+            [MethodRuns(name=name, seed_dirs=dirs, kind="imported", note=notes.get(name, "")) for name, dirs in rows],
             [Comparison(variant=variant, baseline=baseline) for variant, baseline in args.compare],
             targets=targets,
             metric=args.metric,
@@ -136,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="demixbench: reproduce music source separation results, MUSDB18 to an SDR leaderboard.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
-    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     table = commands.add_parser(
@@ -174,9 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=TEXT",
         help="provenance of a row, listed under the tables and in the JSON (repeatable)",
     )
-    table.add_argument(
-        "--metric", default="SDR", choices=METRICS, help="museval metric to aggregate (default: SDR)"
-    )
+    table.add_argument("--metric", default="SDR", choices=METRICS, help="museval metric to aggregate (default: SDR)")
     table.add_argument(
         "--targets",
         nargs="+",
@@ -184,9 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET",
         help=f"target columns (default: {' '.join(TARGETS)})",
     )
-    table.add_argument(
-        "--out", type=Path, required=True, metavar="OUTDIR", help="directory for the output files"
-    )
+    table.add_argument("--out", type=Path, required=True, metavar="OUTDIR", help="directory for the output files")
     table.add_argument(
         "--stem", default=None, help="output file name stem (default: the metric in lower case, e.g. sdr)"
     )

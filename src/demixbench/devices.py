@@ -8,7 +8,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cpu" and "cuda" as given."""
+    """ "auto" -> CUDA when available, else CPU; "cpu" and "cuda" as given."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "auto":

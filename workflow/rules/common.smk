@@ -147,7 +147,9 @@ if DATA["source"] == "synthetic" or not ACQUIRE or Path(DATASET_REPORT).is_file(
 
 for _row in config["table"]["imported"]:
     if _row["name"] in MODELS + ORACLES:
-        raise WorkflowError(f"config key table.imported: the name {_row['name']!r} is taken by a model or oracle; rename the row")
+        raise WorkflowError(
+            f"config key table.imported: the name {_row['name']!r} is taken by a model or oracle; rename the row"
+        )
     for _folder in _row["dirs"]:
         if not Path(_folder).is_dir():
             raise WorkflowError(
@@ -161,6 +163,7 @@ METRICS = [metric.lower() for metric in config["table"]["metrics"]]
 def excerpt_tracks():
     """Test tracks whose excerpts go on the listening page of the report."""
     return list(splits().test[: config["report"]["excerpt_tracks"]])
+
 
 wildcard_constraints:
     metric="sdr|isr|sir|sar",
@@ -252,7 +255,12 @@ def table_rows():
 
 def imported_scores(wildcards=None):
     """The score files of the imported rows (inputs, so that replacing them rebuilds the tables)."""
-    return [str(path) for row in config["table"]["imported"] for folder in row["dirs"] for path in sorted(Path(folder).glob("*.json*"))]
+    return [
+        str(path)
+        for row in config["table"]["imported"]
+        for folder in row["dirs"]
+        for path in sorted(Path(folder).glob("*.json*"))
+    ]
 
 
 def table_comparisons():

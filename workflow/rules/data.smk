@@ -1,7 +1,6 @@
 """Data stage: the dataset acquired and verified once, decoded once into a per-track cache, and the
 input statistics."""
 
-
 if ACQUIRE:
 
     checkpoint prepare_dataset:
@@ -12,7 +11,14 @@ if ACQUIRE:
             root=directory(DATA["root"]),
             report=DATASET_REPORT,
         input:
-            code=code("data/acquire", "data/synthetic", "data/verify.py", "data/probe.py", "data/layout.py", "data/musdb18.py"),
+            code=code(
+                "data/acquire",
+                "data/synthetic",
+                "data/verify.py",
+                "data/probe.py",
+                "data/layout.py",
+                "data/musdb18.py",
+            ),
         params:
             data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             synthetic=SYNTHETIC,
@@ -34,7 +40,14 @@ else:
         output:
             report=DATASET_REPORT,
         input:
-            code=code("data/acquire", "data/synthetic", "data/verify.py", "data/probe.py", "data/layout.py", "data/musdb18.py"),
+            code=code(
+                "data/acquire",
+                "data/synthetic",
+                "data/verify.py",
+                "data/probe.py",
+                "data/layout.py",
+                "data/musdb18.py",
+            ),
         params:
             data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             validation=DATA["validation_tracks"],

@@ -71,7 +71,10 @@ rule make_listening_page:
         report("results/report/listening.html", caption="../report/listening.rst", category="Listening"),
     params:
         tracks=lambda wildcards: {track: f"results/decoded/{track}" for track in excerpt_tracks()},
-        methods=[{"name": method, "estimates_root": f"results/separated/{method}/{runs(method)[0]}"} for method in MODELS + ORACLES],
+        methods=[
+            {"name": method, "estimates_root": f"results/separated/{method}/{runs(method)[0]}"}
+            for method in MODELS + ORACLES
+        ],
         seconds=config["report"]["excerpt_seconds"],
         sample_rate=DATA["sample_rate"],
     log:

@@ -7,7 +7,16 @@ rule separate_track:
         weights=rules.train_model.output.weights,
         meta=rules.train_model.output.meta,
         mixture="results/decoded/{track}/mixture.npy",
-        code=code("separate/track.py", "separate/apply.py", "separate/wiener.py", "separate/estimates.py", "models", "data/cache.py", "data/layout.py", "audio.py"),
+        code=code(
+            "separate/track.py",
+            "separate/apply.py",
+            "separate/wiener.py",
+            "separate/estimates.py",
+            "models",
+            "data/cache.py",
+            "data/layout.py",
+            "audio.py",
+        ),
     output:
         expand("results/separated/{model}/seed{seed}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
     params:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from demixbench.logs import setup_logging
 from demixbench.report.excerpts import ExcerptSource
 from demixbench.report.listening import write_listening_page
-from demixbench.logs import setup_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

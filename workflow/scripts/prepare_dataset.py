@@ -6,15 +6,19 @@ from pathlib import Path
 from demixbench.data.acquire.checksums import Checksum
 from demixbench.data.acquire.http import DownloadOptions
 from demixbench.data.acquire.ingest import AcquireSpec, ingest
-from demixbench.logs import setup_logging
 from demixbench.data.synthetic.spec import SyntheticSpec
 from demixbench.data.verify import VerifySpec
+from demixbench.logs import setup_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
 data = snakemake.params.data
-synthetic = SyntheticSpec(**snakemake.params.synthetic, sample_rate=snakemake.params.sample_rate) if data["source"] == "synthetic" else None
+synthetic = (
+    SyntheticSpec(**snakemake.params.synthetic, sample_rate=snakemake.params.sample_rate)
+    if data["source"] == "synthetic"
+    else None
+)
 spec = AcquireSpec(
     source=data["source"],
     origin=data["origin"],
@@ -28,7 +32,11 @@ spec = AcquireSpec(
     download=DownloadOptions(**data["download"]),
 )
 if synthetic is not None:
-    verify = VerifySpec.for_synthetic(synthetic, validation=snakemake.params.validation, content_hash=data["content_hash"])
+    verify = VerifySpec.for_synthetic(
+        synthetic, validation=snakemake.params.validation, content_hash=data["content_hash"]
+    )
 else:
-    verify = VerifySpec(data["source"], counts=data["counts"], validation=snakemake.params.validation, content_hash=data["content_hash"])
+    verify = VerifySpec(
+        data["source"], counts=data["counts"], validation=snakemake.params.validation, content_hash=data["content_hash"]
+    )
 ingest(spec, Path(snakemake.output.root), verify, report_path=Path(snakemake.output.report))

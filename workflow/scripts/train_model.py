@@ -3,9 +3,9 @@
 
 from pathlib import Path
 
-from demixbench.train.distributed import launch
-from demixbench.logs import setup_logging
 from demixbench.data.verify import dataset_summary
+from demixbench.logs import setup_logging
+from demixbench.train.distributed import launch
 from demixbench.train.loop import train
 from demixbench.train.worker import train_arguments, write_arguments
 
@@ -15,7 +15,12 @@ entry = snakemake.params.model
 stft = dict(snakemake.params.stft)
 arguments = {
     "model": {"arch": entry["arch"], "args": dict(entry["args"])},
-    "train": {"seed": snakemake.params.seed, "threads": snakemake.threads, "sample_rate": snakemake.params.sample_rate, **entry["train"]},
+    "train": {
+        "seed": snakemake.params.seed,
+        "threads": snakemake.threads,
+        "sample_rate": snakemake.params.sample_rate,
+        **entry["train"],
+    },
     "gan": entry.get("gan"),
     "train_dirs": [str(Path(p).parent) for p in snakemake.input.train],
     "valid_dirs": [str(Path(p).parent) for p in snakemake.input.valid],

@@ -35,7 +35,11 @@ def save_channel_major(path: Path, audio: np.ndarray, block: int = 1 << 18) -> N
     samples, channels = audio.shape
     scale = np.float32(pcm_scale(audio))
     buffer = np.empty(block, dtype=np.float32)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (channels, samples)}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        "fortran_order": False,
+        "shape": (channels, samples),
+    }
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         for channel in range(channels):
@@ -43,7 +47,6 @@ def save_channel_major(path: Path, audio: np.ndarray, block: int = 1 << 18) -> N
                 part = buffer[: min(block, samples - start)]
                 np.multiply(audio[start : start + len(part), channel], scale, out=part, dtype=np.float32)
                 part.tofile(f)
-
 
 
 def load_decoded(track_dir: Path, stems: Sequence[str] = STEMS, mmap: bool = True) -> dict[str, np.ndarray]:

@@ -24,10 +24,10 @@ import numpy as np
 import soundfile
 
 from demixbench import SAMPLE_RATE, TARGETS
-from demixbench.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 from demixbench.data.cache import LSB16, pcm_scale, save_channel_major, to_float32
 from demixbench.data.layout import STEMS, DatasetError, dataset_layout, track_location
 from demixbench.data.probe import ProbeError, check_complete, probe_streams
+from demixbench.fileio import atomic_path, atomic_write_text, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ MIXTURE_ERRATA: dict[str, str] = {
 }
 #: Mixture-check policies: refuse the track, log a warning, or skip the check.
 MIXTURE_CHECKS: tuple[str, ...] = ("refuse", "warn", "off")
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How strictly decode_track checks a track. The defaults are the documented tolerances.
@@ -80,8 +82,9 @@ class DecodeOptions:
             raise ValueError("tolerances must be >= 0")
 
 
-
-def read_track(layout: str, root: Path, subset: str, track: str, options: DecodeOptions | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
+def read_track(
+    layout: str, root: Path, subset: str, track: str, options: DecodeOptions | None = None
+) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
     """Read one track at its native sample rate.
 
     Returns (stems, sample_rate, origin): stem -> array (samples, channels) for STEMS, and
@@ -119,12 +122,18 @@ def _read_wav_track(track_dir: Path) -> tuple[dict[str, np.ndarray], int, dict[s
     reference = rates["mixture"]
     for stem, rate in rates.items():
         if rate != reference:
-            raise DatasetError(f"{origin[stem]}: sample rate {rate} Hz, but mixture.wav has {reference} Hz; stems of a track must share one rate")
+            raise DatasetError(
+                f"{origin[stem]}: sample rate {rate} Hz, but mixture.wav has {reference} Hz; "
+                "stems of a track must share one rate"
+            )
     n = arrays["mixture"].shape[0]
     for stem, audio in arrays.items():
         # MUSDB18-HQ stems are cut from one session: equal lengths are exact, any difference is damage.
         if audio.shape[0] != n:
-            raise DatasetError(f"{origin[stem]}: {audio.shape[0]} samples, but mixture.wav has {n}; stems of a track must have equal lengths")
+            raise DatasetError(
+                f"{origin[stem]}: {audio.shape[0]} samples, but mixture.wav has {n}; "
+                "stems of a track must have equal lengths"
+            )
     return arrays, reference, origin
 
 
@@ -134,14 +143,18 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
     except ProbeError as err:
         raise DatasetError(str(err)) from None
     if len(streams) < len(STEMS):
-        raise DatasetError(f"{path}: {len(streams)} audio streams, expected {len(STEMS)} (mixture, drums, bass, other, vocals)")
+        raise DatasetError(
+            f"{path}: {len(streams)} audio streams, expected {len(STEMS)} (mixture, drums, bass, other, vocals)"
+        )
     rate = streams[0].sample_rate
     arrays, origin = {}, {}
     # musdb's stem order: stream k of the file is STEMS[k] (mixture, drums, bass, other, vocals).
     wheres = [f"{path} (stream {k}, {stem})" for k, stem in enumerate(STEMS)]
     for k, where in enumerate(wheres):
         if streams[k].sample_rate != rate:
-            raise DatasetError(f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz")
+            raise DatasetError(
+                f"{where}: sample rate {streams[k].sample_rate} Hz, but the mixture stream has {rate} Hz"
+            )
     used = streams[: len(STEMS)]
     decoded = _ffmpeg_decode(path, [stream.channels for stream in used], wheres)
     for k, stem in enumerate(STEMS):
@@ -149,7 +162,8 @@ def _read_stem_mp4(path: Path, length_tolerance: int) -> tuple[dict[str, np.ndar
         # ffmpeg can stop early on a damaged stream without failing: compare with the header.
         if audio.shape[0] + length_tolerance < streams[k].samples:
             raise DatasetError(
-                f"{where}: truncated or damaged: decoded {audio.shape[0]} samples, the header declares {streams[k].samples}"
+                f"{where}: truncated or damaged: decoded {audio.shape[0]} samples, "
+                f"the header declares {streams[k].samples}"
             )
         arrays[stem], origin[stem] = audio, where
     lengths = {stem: a.shape[0] for stem, a in arrays.items()}
@@ -179,7 +193,9 @@ def _ffmpeg_decode(path: Path, channels: Sequence[int], wheres: Sequence[str]) -
         command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path)]
         for k, fd in enumerate(scratch):
             command += ["-map", f"0:a:{k}", "-f", "s16le", "-acodec", "pcm_s16le", f"pipe:{fd}"]
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=scratch)
+        result = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=scratch
+        )
         if result.returncode != 0:
             for k, (count, where) in enumerate(zip(channels, wheres)):
                 _ffmpeg_decode_stream(path, k, count, where)  # raises, naming the stream, if one is broken
@@ -208,7 +224,21 @@ def _map_file(fd: int) -> memoryview | bytes:
 def _ffmpeg_decode_stream(path: Path, stream: int, channels: int, where: str) -> np.ndarray:
     """Decode audio stream `stream` alone; DatasetError naming it if ffmpeg fails."""
     result = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:a:{stream}",
+            "-f",
+            "s16le",
+            "-acodec",
+            "pcm_s16le",
+            "pipe:1",
+        ],
         capture_output=True,
     )
     if result.returncode != 0:
@@ -222,7 +252,6 @@ def _pcm16(data: bytes | bytearray | memoryview, channels: int, where: str) -> n
     if channels < 1 or len(data) % (2 * channels):
         raise DatasetError(f"{where}: ffmpeg returned {len(data)} bytes, not whole {channels}-channel frames")
     return np.frombuffer(data, dtype="<i2").reshape(-1, channels)
-
 
 
 def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 16) -> dict[str, float]:
@@ -259,14 +288,17 @@ def mixture_residual(arrays: dict[str, np.ndarray], block: int = 1 << 16) -> dic
     return {"max_abs_error": max_abs, "snr_db": snr}
 
 
-def _check_mixture(track: str, location: Path, arrays: dict[str, np.ndarray], lossless: bool, options: DecodeOptions) -> dict:
+def _check_mixture(
+    track: str, location: Path, arrays: dict[str, np.ndarray], lossless: bool, options: DecodeOptions
+) -> dict:
     if options.mixture_check == "off":
         return {"checked": False}
     metrics = mixture_residual(arrays)
     if lossless:
         ok = metrics["max_abs_error"] <= options.lossless_tolerance
         detail = (
-            f"max |mixture - sum of stems| = {metrics['max_abs_error']:.3g} > tolerance {options.lossless_tolerance:.3g} "
+            f"max |mixture - sum of stems| = {metrics['max_abs_error']:.3g} "
+            f"> tolerance {options.lossless_tolerance:.3g} "
             f"({options.lossless_tolerance / LSB16:g} LSB of 16-bit PCM)"
         )
     else:
@@ -278,7 +310,11 @@ def _check_mixture(track: str, location: Path, arrays: dict[str, np.ndarray], lo
     if not ok:
         message = f"{location}: the mixture is not the sum of the stems: {detail}"
         if track in options.errata:
-            log.warning("%s; known erratum of the official release (%s), kept", message, MIXTURE_ERRATA.get(track, "listed in errata"))
+            log.warning(
+                "%s; known erratum of the official release (%s), kept",
+                message,
+                MIXTURE_ERRATA.get(track, "listed in errata"),
+            )
         elif options.mixture_check == "warn":
             log.warning("%s; kept because the mixture check is set to 'warn'", message)
         else:
@@ -286,7 +322,12 @@ def _check_mixture(track: str, location: Path, arrays: dict[str, np.ndarray], lo
                 f"{message}. A stem is missing, swapped or damaged; restore the track from the original archive "
                 f"(or, for a copy known to differ, decode with the mixture check set to 'warn')"
             )
-    return {"checked": True, "passed": bool(ok), "lossless": lossless, **{k: _json_float(v) for k, v in metrics.items()}}
+    return {
+        "checked": True,
+        "passed": bool(ok),
+        "lossless": lossless,
+        **{k: _json_float(v) for k, v in metrics.items()},
+    }
 
 
 def _json_float(value: float) -> float | str:
@@ -331,7 +372,9 @@ def decode_track(
             mono.append(stem)
             arrays[stem] = np.repeat(audio, 2, axis=1)
         elif audio.shape[1] != 2:
-            raise DatasetError(f"{origin[stem]}: {audio.shape[1]} channels; MUSDB18 stems are stereo (mono is duplicated)")
+            raise DatasetError(
+                f"{origin[stem]}: {audio.shape[1]} channels; MUSDB18 stems are stereo (mono is duplicated)"
+            )
     if mono:
         log.warning("%s: mono %s duplicated to stereo", location, ", ".join(mono))
 

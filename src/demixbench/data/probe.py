@@ -105,7 +105,9 @@ def _check_bmff(path: Path) -> None:
             elif box_size == _TO_EOF:
                 box_size = size - offset
             if box_size < header_len:
-                raise ProbeError(f"{path}: damaged: box {box_type!r} at byte {offset} has an impossible size {box_size}")
+                raise ProbeError(
+                    f"{path}: damaged: box {box_type!r} at byte {offset} has an impossible size {box_size}"
+                )
             if offset + box_size > size:
                 raise ProbeError(
                     f"{path}: truncated: box {box_type.decode('latin-1')!r} declares {box_size} bytes but the file "
@@ -139,14 +141,18 @@ def probe_streams(path: Path) -> list[StreamInfo]:
     """
     check_complete(path)
     if not ffprobe_available():
-        raise ProbeError(f"{path}: ffprobe not found on PATH; install ffmpeg (it provides ffprobe) to read .stem.mp4 files")
+        raise ProbeError(
+            f"{path}: ffprobe not found on PATH; install ffmpeg (it provides ffprobe) to read .stem.mp4 files"
+        )
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a", "-show_streams", "-of", "json", str(path)],
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        raise ProbeError(f"{path}: unreadable (ffprobe: {result.stderr.strip()[-300:] or 'exit ' + str(result.returncode)})")
+        raise ProbeError(
+            f"{path}: unreadable (ffprobe: {result.stderr.strip()[-300:] or 'exit ' + str(result.returncode)})"
+        )
     streams = []
     for stream in json.loads(result.stdout or "{}").get("streams", []):
         rate = int(stream.get("sample_rate", 0))

@@ -17,7 +17,9 @@ from demixbench.fileio import atomic_path
 log = logging.getLogger(__name__)
 
 
-def compute_input_stats(mixtures: Sequence[Path], stft: STFTConfig, chunk_seconds: float = 30.0, sample_rate: int = 44100) -> tuple[np.ndarray, np.ndarray]:
+def compute_input_stats(
+    mixtures: Sequence[Path], stft: STFTConfig, chunk_seconds: float = 30.0, sample_rate: int = 44100
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (bins,) of |STFT| over all frames and both channels of the given decoded mixtures.
 
     `mixtures` are cache files holding float32 (channels, samples). Tracks are read in chunks so

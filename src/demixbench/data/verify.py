@@ -42,9 +42,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from demixbench.data.layout import SOURCES, STEMS, SUBSETS, DatasetError, dataset_layout, musdb_validation_tracks, scan_subset, track_files
-from demixbench.fileio import atomic_write_text
+from demixbench.data.layout import (
+    SOURCES,
+    STEMS,
+    SUBSETS,
+    DatasetError,
+    dataset_layout,
+    musdb_validation_tracks,
+    scan_subset,
+    track_files,
+)
 from demixbench.data.probe import ProbeError, StreamInfo, probe_streams, probe_wav
+from demixbench.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,9 @@ class VerifySpec:
     def for_synthetic(cls, spec, validation: Sequence[str] = (), content_hash: str = "full") -> VerifySpec:
         """Expect what the synthetic.SyntheticSpec `spec` generates (its track counts)."""
         return cls(
-            source="synthetic", counts={"train": spec.n_train, "test": spec.n_test}, validation=tuple(validation),
+            source="synthetic",
+            counts={"train": spec.n_train, "test": spec.n_test},
+            validation=tuple(validation),
             content_hash=content_hash,
         )
 
@@ -188,15 +199,20 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
             if found != expected:
                 raise DatasetError(
                     f"{root / subset}: {found} tracks, expected {expected} for source {spec.source!r}; the copy is "
-                    f"incomplete or not {spec.source} (re-extract it from the original archive, or pass the expected counts)"
+                    f"incomplete or not {spec.source} "
+                    "(re-extract it from the original archive, or pass the expected counts)"
                 )
     both = set(subsets["train"]) & set(subsets["test"])
     if both:
-        raise DatasetError(f"{root}: tracks in both train/ and test/: {sorted(both)}; test tracks must never reach training")
+        raise DatasetError(
+            f"{root}: tracks in both train/ and test/: {sorted(both)}; test tracks must never reach training"
+        )
     validation = spec.expected_validation()
     for name in validation:
         if name in subsets["test"]:
-            raise DatasetError(f"{root / 'test' / name}: validation track {name!r} is a test track; test tracks never reach training")
+            raise DatasetError(
+                f"{root / 'test' / name}: validation track {name!r} is a test track; test tracks never reach training"
+            )
         if name not in subsets["train"]:
             raise DatasetError(f"{root / 'train'}: validation track {name!r} is missing (it must be a train track)")
 
@@ -211,7 +227,9 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
     known = set(files)
     extras = sorted(_relative(p, root) for subset in SUBSETS for p in _all_files(root / subset) if p not in known)
     if extras:
-        log.warning("%s: %d files that are no stems are ignored (and not fingerprinted), e.g. %s", root, len(extras), extras[0])
+        log.warning(
+            "%s: %d files that are no stems are ignored (and not fingerprinted), e.g. %s", root, len(extras), extras[0]
+        )
 
     digests = _digest_files(root, files, spec.content_hash, progress)
     listing = "".join(f"{rel}\t{size}\n" for rel, (size, _) in sorted(digests.items()))
@@ -240,7 +258,12 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
     )
     log.info(
         "verified %s at %s: %s, %d files, %.1f MB, fingerprint %s",
-        spec.source, root, ", ".join(f"{len(v)} {k}" for k, v in subsets.items()), report.n_files, report.total_bytes / 1e6, fingerprint,
+        spec.source,
+        root,
+        ", ".join(f"{len(v)} {k}" for k, v in subsets.items()),
+        report.n_files,
+        report.total_bytes / 1e6,
+        fingerprint,
     )
     return report
 
@@ -279,11 +302,15 @@ def _check_track(root: Path, subset: str, name: str, layout: str, lossy_toleranc
     mixture = infos["mixture"]
     for stem, info in infos.items():
         if info.sample_rate != mixture.sample_rate:
-            raise DatasetError(f"{where[stem]}: sample rate {info.sample_rate} Hz, but the mixture has {mixture.sample_rate} Hz")
+            raise DatasetError(
+                f"{where[stem]}: sample rate {info.sample_rate} Hz, but the mixture has {mixture.sample_rate} Hz"
+            )
         if abs(info.samples - mixture.samples) > tolerance:
             raise DatasetError(
-                f"{where[stem]}: {info.samples} samples, but the mixture has {mixture.samples}; stems of a track must have "
-                f"equal lengths{'' if tolerance == 0 else f' (within {tolerance} samples)'} -- the file is truncated or from another track"
+                f"{where[stem]}: {info.samples} samples, but the mixture has {mixture.samples}; "
+                "stems of a track must have "
+                f"equal lengths{'' if tolerance == 0 else f' (within {tolerance} samples)'} "
+                "-- the file is truncated or from another track"
             )
         if info.channels not in (1, 2):
             raise DatasetError(f"{where[stem]}: {info.channels} channels; MUSDB18 stems are stereo")
@@ -303,7 +330,9 @@ def _digest_files(root: Path, files: list[Path], mode: str, progress: bool) -> d
     sizes = {path: path.stat().st_size for path in files}
     total = sum(sizes.values()) if mode == "full" else sum(min(size, 2 * _MIB) for size in sizes.values())
     digests = {}
-    with tqdm(total=total, desc=f"fingerprint ({mode})", unit="B", unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
+    with tqdm(
+        total=total, desc=f"fingerprint ({mode})", unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
+    ) as bar:
         for path in files:
             digest = hashlib.sha256()
             size = sizes[path]

@@ -32,7 +32,9 @@ class Separator(Protocol):
         """mixture (batch, channels, time) -> estimates (batch, targets, channels, time)."""
         ...
 
-    def separation_loss(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def separation_loss(
+        self, mixture: torch.Tensor, sources: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """mixture (batch, channels, time), sources (batch, targets, channels, time) ->
         (loss, estimate, reference): the scalar reconstruction loss, and the estimated and true
         sources in `domain`'s representation, (batch, targets, channels, ...): what a GAN

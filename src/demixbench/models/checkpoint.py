@@ -45,7 +45,9 @@ def save_checkpoint(
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))
 
 
-def load_checkpoint(path: Path, expected_arch: str | None = None, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    path: Path, expected_arch: str | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
     """Rebuild the model described by path's JSON and load its weights (weights_only=True).
 
     Raises ValueError naming the file when the metadata is missing, describes another architecture

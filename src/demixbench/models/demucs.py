@@ -163,7 +163,8 @@ class DemucsV1(nn.Module):
         return max(needed, int(length))
 
     def _core(self, x: torch.Tensor) -> torch.Tensor:
-        """The un-normalised network: (batch, audio_channels, L) -> (batch, targets * audio_channels, output_length(L))."""
+        """The un-normalised network: (batch, audio_channels, L) ->
+        (batch, targets * audio_channels, output_length(L))."""
         saved = []
         for encode in self.encoder:
             x = encode(x)
@@ -187,7 +188,9 @@ class DemucsV1(nn.Module):
         x = x * std + mean
         return x.reshape(batch, len(self.targets), channels, length)
 
-    def separation_loss(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def separation_loss(
+        self, mixture: torch.Tensor, sources: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """L1 on waveforms, as in the paper.
 
         mixture (batch, channels, time), sources (batch, targets, channels, time) ->

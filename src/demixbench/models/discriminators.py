@@ -101,13 +101,22 @@ class _MelGANScaleDiscriminator(nn.Module):
             self.layers.append(
                 nn.Sequential(
                     weight_norm(
-                        nn.Conv1d(previous, width, kernel_size=10 * factor + 1, stride=factor, padding=5 * factor, groups=groups)
+                        nn.Conv1d(
+                            previous,
+                            width,
+                            kernel_size=10 * factor + 1,
+                            stride=factor,
+                            padding=5 * factor,
+                            groups=groups,
+                        )
                     ),
                     nn.LeakyReLU(0.2),
                 )
             )
         previous, width = width, min(2 * width, max_channels)
-        self.layers.append(nn.Sequential(weight_norm(nn.Conv1d(previous, width, kernel_size=5, padding=2)), nn.LeakyReLU(0.2)))
+        self.layers.append(
+            nn.Sequential(weight_norm(nn.Conv1d(previous, width, kernel_size=5, padding=2)), nn.LeakyReLU(0.2))
+        )
         self.head = weight_norm(nn.Conv1d(width, 1, kernel_size=3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

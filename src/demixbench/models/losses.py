@@ -21,7 +21,9 @@ def _as_list(logits: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor
     return list(logits)
 
 
-def discriminator_loss(real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
+def discriminator_loss(
+    real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor], kind: str
+) -> torch.Tensor:
     """Discriminator loss for `kind` "lsgan" (least squares, Mao et al. 2017) or "hinge", averaged
     over the logit maps (one per sub-discriminator)."""
     real_logits, fake_logits = _as_list(real_logits), _as_list(fake_logits)

@@ -176,7 +176,9 @@ class UNet(nn.Module):
         estimates = masks * spec.unsqueeze(1)  # mixture phase
         return self.stft.inverse(estimates, mixture.shape[-1])
 
-    def separation_loss(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def separation_loss(
+        self, mixture: torch.Tensor, sources: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """L1 on magnitudes, as in the paper.
 
         mixture (batch, channels, time), sources (batch, targets, channels, time) ->
@@ -189,5 +191,6 @@ class UNet(nn.Module):
         return F.l1_loss(est, ref), est, ref
 
     def condition(self, mixture: torch.Tensor) -> torch.Tensor:
-        """What a conditional discriminator sees besides the sources: the mixture magnitude (batch, channels, bins, frames)."""
+        """What a conditional discriminator sees besides the sources: the mixture magnitude
+        (batch, channels, bins, frames)."""
         return self.stft.forward(mixture).abs()

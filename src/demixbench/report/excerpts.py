@@ -38,7 +38,6 @@ import soundfile as sf
 
 from demixbench import SAMPLE_RATE, TARGETS
 from demixbench.data.cache import NpyReader
-from demixbench.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 

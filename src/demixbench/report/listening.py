@@ -122,7 +122,9 @@ class _ClipEncoder:
         """Average bit rate of the clips encoded so far."""
         return self.encoded * 8 / self.clip_seconds / 1000
 
-    def player(self, audio: np.ndarray, label: str, track: str, kind: str, target: str, method: str | None = None) -> str:
+    def player(
+        self, audio: np.ndarray, label: str, track: str, kind: str, target: str, method: str | None = None
+    ) -> str:
         """One <audio> element for a (channels, samples) clip; the data-* attributes say what it
         plays (kind: "mixture", "reference" or "estimate") for scripts and tests."""
         self.clip_seconds += audio.shape[1] / self.sample_rate
@@ -175,7 +177,7 @@ def _track_section(
         player(clip["mixture"], f"{track}: mixture", track, "mixture", "mixture"),
         "</div>",
         "<table>",
-        "<thead><tr><th scope=\"col\">target</th><th scope=\"col\">reference</th>"
+        '<thead><tr><th scope="col">target</th><th scope="col">reference</th>'
         + "".join(f'<th scope="col">{html.escape(m.name)}</th>' for m in methods)
         + "</tr></thead>",
         "<tbody>",
@@ -231,7 +233,8 @@ def _page(
     header = f"""<h1>{html.escape(title)}</h1>
 <p class="note">Each track is represented by one excerpt of about {seconds:g}&nbsp;s: the mixture,
 the reference stems and every method's estimates all play the <em>same</em> window, so the players can
-be compared directly. The window is chosen among windows starting {hop_note} as the one with the highest mixture energy among those where every reference stem is
+be compared directly. The window is chosen among windows starting {hop_note} as the one with the highest \
+mixture energy among those where every reference stem is
 audible (mean square above {silence_db:g}&nbsp;dBFS). Clips are {codec_note}, with a 10&nbsp;ms fade in
 and out and no level normalisation: an estimate that sounds quiet is quiet.{score_note}</p>
 <ul>
@@ -295,6 +298,13 @@ def write_listening_page(
     size = out.stat().st_size
     log.info(
         "wrote %s: %d tracks, %d methods, %d clips of %g s, %.2f MB (%s, %.0f kbps)",
-        out, len(tracks), len(methods), n_clips, seconds, size / 1e6, codec, kbps,
+        out,
+        len(tracks),
+        len(methods),
+        n_clips,
+        seconds,
+        size / 1e6,
+        codec,
+        kbps,
     )
     return out

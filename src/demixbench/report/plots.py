@@ -25,9 +25,9 @@ from typing import Any
 
 import matplotlib
 import matplotlib.style
-from matplotlib import cbook
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from demixbench import TARGETS
 from demixbench.fileio import atomic_path
 from demixbench.table.build import build_table
-from demixbench.table.model import ALL, Comparison, KINDS, Leaderboard, MethodRuns
+from demixbench.table.model import ALL, KINDS, Comparison, Leaderboard, MethodRuns
 from demixbench.table.runs import track_frame_medians
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,7 @@ def _frames_text(frame_duration: float | None) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def track_values(
-    method: MethodRuns, targets: Sequence[str] = TARGETS, metric: str = "SDR"
-) -> pd.DataFrame:
+def track_values(method: MethodRuns, targets: Sequence[str] = TARGETS, metric: str = "SDR") -> pd.DataFrame:
     """Per-track values of one method: median over frames per seed, then mean over its seeds.
 
     Returns a DataFrame indexed by track (sorted) with one column per target;
@@ -244,7 +242,9 @@ def _boxplot_figure(
         for name, table in values.items():
             column = table[target].to_numpy(dtype=np.float64)
             if np.isnan(column).any():
-                log.warning("%s/%s: %d track(s) with NaN %s left out", name, target, int(np.isnan(column).sum()), metric)
+                log.warning(
+                    "%s/%s: %d track(s) with NaN %s left out", name, target, int(np.isnan(column).sum()), metric
+                )
             data[target][name] = column[~np.isnan(column)]
     low, high = _box_limits([column for per_target in data.values() for column in per_target.values()])
     label_room = 0.13 * (high - low)  # right of the data: the median labels
@@ -286,7 +286,15 @@ def _boxplot_figure(
                     continue
                 clipped_any = True
                 x = low if side == "left" else high
-                axes.plot([x], [position], marker="<" if side == "left" else ">", color="0.3", markersize=5, clip_on=False, zorder=5)
+                axes.plot(
+                    [x],
+                    [position],
+                    marker="<" if side == "left" else ">",
+                    color="0.3",
+                    markersize=5,
+                    clip_on=False,
+                    zorder=5,
+                )
                 axes.annotate(
                     str(count), xy=(x, position), xytext=(5 if side == "left" else -5, 0), textcoords="offset points",
                     ha="left" if side == "left" else "right", va="center", fontsize=7.5, color="0.3",
@@ -310,7 +318,9 @@ def _boxplot_figure(
         f"methods sorted by median over tracks (value at right){clipped_text}",
         fontsize=10.5,
     )
-    _kind_legend(figure, [method.kind for method in methods], loc="outside lower center", ncols=len(KINDS), frameon=False)
+    _kind_legend(
+        figure, [method.kind for method in methods], loc="outside lower center", ncols=len(KINDS), frameon=False
+    )
     return figure
 
 
@@ -472,7 +482,16 @@ def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
     ]
     if (points.groupby("method").size() > 1).any():
         handles.append(
-            Line2D([], [], color="black", marker="_", markersize=12, markeredgewidth=2, linestyle="", label="mean ± s.e. over seeds")
+            Line2D(
+                [],
+                [],
+                color="black",
+                marker="_",
+                markersize=12,
+                markeredgewidth=2,
+                linestyle="",
+                label="mean ± s.e. over seeds",
+            )
         )
     axes.legend(handles=handles, loc="best", fontsize=8.5)
     return figure
@@ -554,16 +573,26 @@ def _learning_curves_figure(data: Mapping[str, Sequence[tuple[str, pd.DataFrame]
                 if column not in history.columns:
                     continue
                 series = history[column].to_numpy(dtype=np.float64)
-                axes.plot(epochs, series, color=color, linestyle=linestyle, linewidth=1.4, alpha=0.9, label=f"{model} {seed}")
+                axes.plot(
+                    epochs, series, color=color, linestyle=linestyle, linewidth=1.4, alpha=0.9, label=f"{model} {seed}"
+                )
                 if column in ("valid_loss", "valid_nsdr"):
-                    axes.plot(epochs[best], series[best], "o", color=color, markersize=4.5, markeredgecolor="black", markeredgewidth=0.5)
+                    axes.plot(
+                        epochs[best],
+                        series[best],
+                        "o",
+                        color=color,
+                        markersize=4.5,
+                        markeredgecolor="black",
+                        markeredgewidth=0.5,
+                    )
         handles.append(Line2D([], [], color=color, linewidth=2, label=f"{model} ({_seeds_note(len(runs))})"))
     n_seeds_max = max(len(runs) for runs in data.values())
     for seed_index in range(min(n_seeds_max, len(styles))):
         labels = sorted({runs[seed_index][0] for runs in data.values() if len(runs) > seed_index})
         handles.append(Line2D([], [], color="0.3", linestyle=styles[seed_index], label=" / ".join(labels)))
     handles.append(Line2D([], [], color="0.3", marker="o", linestyle="", markersize=4.5, label="best validation loss"))
-    for axes, (column, title) in zip(panels, columns, strict=True):
+    for axes, (_, title) in zip(panels, columns, strict=True):
         axes.set_title(title)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))

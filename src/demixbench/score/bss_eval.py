@@ -171,9 +171,13 @@ class _Signals:
         if estimates.ndim == 2:
             estimates = estimates[:, :, None]
         if references.ndim != 3 or estimates.ndim != 3:
-            raise ValueError(f"expected (sources, samples, channels) arrays, got {references.ndim} and {estimates.ndim} dimensions")
+            raise ValueError(
+                f"expected (sources, samples, channels) arrays, got {references.ndim} and {estimates.ndim} dimensions"
+            )
         if references.shape[0] != estimates.shape[0] or references.shape[2] != estimates.shape[2]:
-            raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in sources or channels")
+            raise ValueError(
+                f"references {references.shape} and estimates {estimates.shape} differ in sources or channels"
+            )
         if references.size == 0 or estimates.size == 0:
             raise ValueError("empty references / estimates")
         self.refs = references
@@ -183,7 +187,9 @@ class _Signals:
         self.m = self.n_src * self.n_chan
         # For floats and at most 2 channels, "channel sum == 0" in the caller's dtype is exactly
         # "x0 == -x1", so the test can run on the float64 copies made for the FFTs.
-        self.silence_from_copy = self.n_chan <= 2 and all(np.issubdtype(x.dtype, np.floating) for x in (references, estimates))
+        self.silence_from_copy = self.n_chan <= 2 and all(
+            np.issubdtype(x.dtype, np.floating) for x in (references, estimates)
+        )
 
     def validate(self) -> None:
         """museval's validation: no source may be silent over the whole signal. Scans blocks and
@@ -203,7 +209,9 @@ class _Signals:
         n = max(0, min(stop, self.n_samples) - start)
         n_est = max(0, min(stop, self.n_est) - start)
         out[0, :, :n].reshape(self.n_src, self.n_chan, n)[...] = self.refs[:, start : start + n].transpose(0, 2, 1)
-        out[1, :, :n_est].reshape(self.n_src, self.n_chan, n_est)[...] = self.ests[:, start : start + n_est].transpose(0, 2, 1)
+        out[1, :, :n_est].reshape(self.n_src, self.n_chan, n_est)[...] = self.ests[:, start : start + n_est].transpose(
+            0, 2, 1
+        )
         out[0, :, n:] = 0.0
         out[1, :, n_est:] = 0.0
         return n
@@ -214,7 +222,11 @@ class _Signals:
         n = stop - start
         if not self.silence_from_copy:
             stop_est = min(stop, self.n_est)
-            return bool(_silent_sources(self.refs[:, start:stop]).any()) or stop_est <= start or bool(_silent_sources(self.ests[:, start:stop_est]).any())
+            return (
+                bool(_silent_sources(self.refs[:, start:stop]).any())
+                or stop_est <= start
+                or bool(_silent_sources(self.ests[:, start:stop_est]).any())
+            )
         for x in filled[:, :, :n].reshape(2, self.n_src, self.n_chan, n):
             # almost always decided by the first samples: a non-zero channel sum in every source
             for head in (min(n, 256), n):
@@ -285,7 +297,9 @@ def _circular_to_lags(circ: np.ndarray, lags: int) -> np.ndarray:
     return np.concatenate([circ[..., circ.shape[-1] - lags + 1 :], circ[..., :lags]], axis=-1)
 
 
-def _products_to_lags(acc: np.ndarray, nf: int, lags: int, arenas: tuple[_Arena, _Arena], pool: ThreadPoolExecutor | None, n_workers: int) -> np.ndarray:
+def _products_to_lags(
+    acc: np.ndarray, nf: int, lags: int, arenas: tuple[_Arena, _Arena], pool: ThreadPoolExecutor | None, n_workers: int
+) -> np.ndarray:
     """Pass-1 accumulator -> whole-signal correlations within blocks.
 
     acc: (F, 2M, 4M) sums over blocks of products of real/imaginary parts, acc[f, 2p + a, 2q + b]
@@ -397,7 +411,7 @@ def lag_statistics(
 
         _parallel(pool, spectra, range(n_workers))
         _parallel(pool, products, range(len(tiles)))
-    del bufs, scratch, chunk
+    bufs = scratch = chunk = None  # pass 1's buffers are freed before pass 2 allocates its own
     corr = _products_to_lags(acc, nf, L, (chunk_arena, acc_arena), pool, n_workers)
     if len(starts) > 1 and L > 1:
         bounds = starts[1:]
@@ -434,10 +448,14 @@ def _block_levinson(r: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
             inv = np.linalg.inv(pq)
             # x of order n: [x; 0] + V Q^-1 (b_n - [R_n .. R_1] x), the last term T [x; 0]'s new row
             resid = b[:, n] - row[:, :, (L - 1 - n) * M :] @ x[:, :n].reshape(n_sys, n * M, K) if n else b[:, 0]
-            x[:, : n + 1] += (back[:, L - 1 - n :].reshape(n_sys, (n + 1) * M, M) @ (inv[1] @ resid)).reshape(n_sys, n + 1, M, K)
+            x[:, : n + 1] += (back[:, L - 1 - n :].reshape(n_sys, (n + 1) * M, M) @ (inv[1] @ resid)).reshape(
+                n_sys, n + 1, M, K
+            )
             if n == L - 1:
                 break
-            delta = row[:, :, (L - 2 - n) * M :] @ fwd[:, : n + 1].reshape(n_sys, (n + 1) * M, M)  # T [U; 0] = [P; 0..; delta]
+            delta = row[:, :, (L - 2 - n) * M :] @ fwd[:, : n + 1].reshape(
+                n_sys, (n + 1) * M, M
+            )  # T [U; 0] = [P; 0..; delta]
             k_fwd = inv[1] @ delta
             k_back = inv[0] @ delta.transpose(0, 2, 1)  # T symmetric: T [0; V] = [delta^T; 0..; Q]
             t_fwd = back[:, L - 1 - n :].reshape(n_sys, (n + 1) * M, M) @ k_fwd
@@ -490,7 +508,13 @@ def _solve_block_toeplitz(r: np.ndarray, b: np.ndarray, what: str) -> tuple[np.n
     for step in range(REFINE_STEPS + 1):
         resid = b - _block_toeplitz_matvec(r, x)
         previous, error = error, np.sqrt(np.sum(resid**2, axis=(1, 2, 3))) / np.where(scale > 0, scale, 1.0)
-        log.debug("%s: block Levinson, cond >= %s, relative residual %s after %d refinement steps", what, _fmt(bound), _fmt(error), step)
+        log.debug(
+            "%s: block Levinson, cond >= %s, relative residual %s after %d refinement steps",
+            what,
+            _fmt(bound),
+            _fmt(error),
+            step,
+        )
         pending = ok & (error > REFINE_TOL) & (error < 0.1 * previous)
         if not pending.any() or step == REFINE_STEPS:
             break
@@ -547,7 +571,9 @@ def distortion_filters(rr: np.ndarray, re: np.ndarray, n_src: int, n_chan: int) 
         return c_all, c_all.reshape(1, n_chan, L, n_chan)
 
     own = [slice(j * n_chan, (j + 1) * n_chan) for j in range(n_src)]
-    x, ok = _solve_block_toeplitz(np.stack([blocks[:, s, s] for s in own]), np.stack([rhs[:, s, s] for s in own]), "own sources")
+    x, ok = _solve_block_toeplitz(
+        np.stack([blocks[:, s, s] for s in own]), np.stack([rhs[:, s, s] for s in own]), "own sources"
+    )
     c_own = x.transpose(0, 2, 1, 3).copy()
     for j in np.flatnonzero(~ok):
         log.info("source %d: Gram matrix too ill-conditioned for block Levinson; dense LU solve as museval", j)
@@ -576,11 +602,13 @@ def _filter_spectra(c_all: np.ndarray, c_own: np.ndarray, nf: int, arena: _Arena
     return filt
 
 
-def _museval_residual(sig: _Signals, start: int, stop: int, j: int, spectrum: np.ndarray, filt: np.ndarray, nf: int) -> float:
+def _museval_residual(
+    sig: _Signals, start: int, stop: int, j: int, spectrum: np.ndarray, filt: np.ndarray, nf: int
+) -> float:
     """|e_spat + e_interf + e_artif|^2 of source j in one frame, in museval's operation order,
     from this module's projections (used where s_hat == s exactly, where it is rounding residue).
     spectrum: (F, M) the frame's reference spectra; filt: (F, 2, M, M) from _filter_spectra."""
-    m, c, L = sig.m, sig.n_chan, FILTERS_LEN
+    c, L = sig.n_chan, FILTERS_LEN
     n = stop - start
     spectra = np.einsum("fp,fkpo->fko", spectrum, filt[:, :, :, j * c : (j + 1) * c]).reshape(len(spectrum), 2 * c)
     proj = np.fft.irfft(spectra, n=nf, axis=0)[: n + L - 1]
@@ -695,7 +723,11 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
     m, n_src, n_chan = sig.m, sig.n_src, sig.n_chan
     _, nf_stats, k_stats = _stats_layout(sig.n_samples, FILTERS_LEN)
     bins_stats, bins = nf_stats // 2 + 1, nf // 2 + 1
-    spectra = max(k_stats * bins_stats * 2 * m, m * 2 * m * bins_stats, n_workers * _frames_per_chunk(n_frames, n_workers) * bins * 2 * m)
+    spectra = max(
+        k_stats * bins_stats * 2 * m,
+        m * 2 * m * bins_stats,
+        n_workers * _frames_per_chunk(n_frames, n_workers) * bins * 2 * m,
+    )
     accumulator = max(bins_stats * 4 * m * m, m * m * nf_stats, bins * (3 * m * m + n_src * n_chan * n_chan))
     return _Arena(spectra), _Arena(accumulator)
 
@@ -749,8 +781,16 @@ def bss_eval_v4(
     sdr = _safe_db(s, err)
     sdr[:, silent] = np.nan
     log.debug(
-        "bss_eval_v4: %d sources x %d samples x %d channels, %d frames, %d threads: statistics %.2fs, filters %.2fs, frames %.2fs",
-        sig.n_src, sig.n_samples, sig.n_chan, len(spans), n_workers, t1 - t0, t2 - t1, time.perf_counter() - t2,
+        "bss_eval_v4: %d sources x %d samples x %d channels, %d frames, %d threads: "
+        "statistics %.2fs, filters %.2fs, frames %.2fs",
+        sig.n_src,
+        sig.n_samples,
+        sig.n_chan,
+        len(spans),
+        n_workers,
+        t1 - t0,
+        t2 - t1,
+        time.perf_counter() - t2,
     )
     if sdr_only:
         return sdr, None, None, None

@@ -90,9 +90,7 @@ def find_score_files(scores_dir: Path) -> dict[str, Path]:
         if track is None or not path.is_file():
             continue
         if track in files:
-            raise ValueError(
-                f"{scores_dir}: track {track!r} has two score files: {files[track].name}, {path.name}"
-            )
+            raise ValueError(f"{scores_dir}: track {track!r} has two score files: {files[track].name}, {path.name}")
         files[track] = path
     if not files:
         raise ValueError(f"{scores_dir}: no score files (*.json or *.json.gz) found")
@@ -131,9 +129,7 @@ def parse_score_file(
     score file, validating its structure."""
     document = _read_json(path)
     if not isinstance(document, dict):
-        raise ValueError(
-            f"{path}: expected a JSON object with a 'targets' list, got {type(document).__name__}"
-        )
+        raise ValueError(f"{path}: expected a JSON object with a 'targets' list, got {type(document).__name__}")
     if "targets" not in document:
         raise ValueError(f"{path}: no 'targets' key (keys: {sorted(document)})")
     entries = document["targets"]

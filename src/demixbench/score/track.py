@@ -38,7 +38,9 @@ def nsdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-7) -> floa
     return float(10 * np.log10((np.sum(reference**2) + eps) / (np.sum((reference - estimate) ** 2) + eps)))
 
 
-def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> dict[str, np.ndarray]:
+def bss_eval_museval(
+    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100
+) -> dict[str, np.ndarray]:
     """museval.evaluate in v4 mode (all sources jointly).
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
@@ -49,7 +51,9 @@ def bss_eval_museval(references: np.ndarray, estimates: np.ndarray, win: int = 4
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
 
 
-def bss_eval_fast(references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100) -> dict[str, np.ndarray]:
+def bss_eval_fast(
+    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100
+) -> dict[str, np.ndarray]:
     """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.score.bss_eval).
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
@@ -75,7 +79,12 @@ class ScoringConfig:
             raise ValueError(f"unknown scoring backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
 
 
-def score_arrays(references: np.ndarray, estimates: np.ndarray, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
+def score_arrays(
+    references: np.ndarray,
+    estimates: np.ndarray,
+    targets: Sequence[str] = TARGETS,
+    config: ScoringConfig = ScoringConfig(),
+) -> dict:
     """Score one track; returns the museval-format dict (see module docstring).
 
     references, estimates: (targets, channels, samples), in the order of `targets`.
@@ -102,12 +111,25 @@ def score_arrays(references: np.ndarray, estimates: np.ndarray, targets: Sequenc
     return result
 
 
-def score_track(track_dir: Path, estimates_dir: Path, out: Path, targets: Sequence[str] = TARGETS, config: ScoringConfig = ScoringConfig()) -> dict:
+def score_track(
+    track_dir: Path,
+    estimates_dir: Path,
+    out: Path,
+    targets: Sequence[str] = TARGETS,
+    config: ScoringConfig = ScoringConfig(),
+) -> dict:
     """Score the estimates in estimates_dir/<target>.wav against a decoded track's stems and write
     the museval-format scores to `out` (see score_arrays and write_scores)."""
     track = load_decoded(track_dir, stems=targets, mmap=False)
     references = np.stack([track[target] for target in targets])
     scores = score_arrays(references, read_estimates(estimates_dir, targets), targets, config)
     write_scores(out, scores)
-    log.info("%s: median SDR %s", out.name, {t["name"]: round(float(np.nanmedian([f["metrics"]["SDR"] for f in t["frames"]])), 2) for t in scores["targets"]})
+    log.info(
+        "%s: median SDR %s",
+        out.name,
+        {
+            t["name"]: round(float(np.nanmedian([f["metrics"]["SDR"] for f in t["frames"]])), 2)
+            for t in scores["targets"]
+        },
+    )
     return scores

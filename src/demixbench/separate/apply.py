@@ -39,7 +39,15 @@ class _SegmentSeparator:
     """model applied to one segment, with optional test-time shifts and Wiener filtering:
     (channels, segment) -> (targets, channels, segment)."""
 
-    def __init__(self, model: nn.Module, device: torch.device | str, shifts: int, max_shift: int, wiener_iterations: int, seed: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device | str,
+        shifts: int,
+        max_shift: int,
+        wiener_iterations: int,
+        seed: int,
+    ) -> None:
         if wiener_iterations and getattr(model, "domain", None) != "spectrogram":
             raise ValueError("wiener_iterations needs a spectrogram model (one with `stft` and `masks`)")
         self.model, self.device = model, device
@@ -126,7 +134,17 @@ def iter_separate(
             done += final
 
 
-def separate(model: nn.Module, mixture: np.ndarray, segment: int, overlap: float = 0.25, device: str | torch.device = "cpu", progress: bool = False, **options) -> np.ndarray:
+def separate(
+    model: nn.Module,
+    mixture: np.ndarray,
+    segment: int,
+    overlap: float = 0.25,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    **options,
+) -> np.ndarray:
     """Separate one track in memory: (channels, samples) -> (targets, channels, samples) float32.
     `options` are those of iter_separate (shifts, max_shift, wiener_iterations, seed)."""
-    return np.concatenate(list(iter_separate(model, mixture, segment, overlap, device, progress=progress, **options)), axis=-1)
+    return np.concatenate(
+        list(iter_separate(model, mixture, segment, overlap, device, progress=progress, **options)), axis=-1
+    )

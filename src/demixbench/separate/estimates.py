@@ -24,7 +24,9 @@ def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str]
     return stream_estimates(out_dir, iter([estimates]), targets, sample_rate)
 
 
-def stream_estimates(out_dir: Path, blocks: Iterator[np.ndarray], targets: Sequence[str], sample_rate: int) -> list[Path]:
+def stream_estimates(
+    out_dir: Path, blocks: Iterator[np.ndarray], targets: Sequence[str], sample_rate: int
+) -> list[Path]:
     """Write consecutive blocks (targets, channels, n) as out_dir/<target>.wav (32-bit float), each
     file appearing only once complete."""
     out_dir = Path(out_dir)
@@ -35,7 +37,10 @@ def stream_estimates(out_dir: Path, blocks: Iterator[np.ndarray], targets: Seque
         for block in blocks:
             if writers is None:
                 channels = block.shape[1]
-                writers = [stack.enter_context(sf.SoundFile(t, "w", sample_rate, channels, subtype="FLOAT")) for t in temporaries]
+                writers = [
+                    stack.enter_context(sf.SoundFile(t, "w", sample_rate, channels, subtype="FLOAT"))
+                    for t in temporaries
+                ]
             for writer, audio in zip(writers, block, strict=True):
                 writer.write(audio.T)
         if writers is None:

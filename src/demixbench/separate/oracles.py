@@ -222,9 +222,7 @@ def _solve(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
 def _apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Per-frequency matrix times vector: matrices (bins, C, C), vectors (C, bins, frames) -> (C, bins, frames)."""
     channels = vectors.shape[0]
-    return torch.stack([
-        sum(matrices[:, a, b, None] * vectors[b] for b in range(channels)) for a in range(channels)
-    ])
+    return torch.stack([sum(matrices[:, a, b, None] * vectors[b] for b in range(channels)) for a in range(channels)])
 
 
 def _local_gaussian_parameters(
@@ -317,7 +315,9 @@ def oracle_estimates(name: str, mixture: np.ndarray, sources: np.ndarray, stft: 
     return ORACLES[name](mixture, sources, stft)
 
 
-def separate_oracle(name: str, track_dir: Path, out_dir: Path, stft: STFTConfig, sample_rate: int = 44100) -> list[Path]:
+def separate_oracle(
+    name: str, track_dir: Path, out_dir: Path, stft: STFTConfig, sample_rate: int = 44100
+) -> list[Path]:
     """Oracle estimates of a decoded track (see demixbench.data.decode.decode_track) as out_dir/<target>.wav."""
     track = load_decoded(track_dir, mmap=False)
     sources = np.stack([track[target] for target in TARGETS])

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from demixbench.data.cache import NpyReader
 from demixbench.devices import resolve_device
 from demixbench.models.checkpoint import load_checkpoint
@@ -62,12 +61,23 @@ def separate_track(
     audio = NpyReader(mixture)
     wiener_iterations = config.wiener_iterations
     if wiener_iterations and model.domain != "spectrogram":
-        log.info("wiener_iterations=%d ignored: %s is a %s model", wiener_iterations, expected_arch or "the model", model.domain)
+        log.info(
+            "wiener_iterations=%d ignored: %s is a %s model",
+            wiener_iterations,
+            expected_arch or "the model",
+            model.domain,
+        )
         wiener_iterations = 0
     log.info("separating %s (%.1f s) on %s", mixture, audio.shape[-1] / sample_rate, target_device)
     blocks = iter_separate(
-        model.to(target_device), audio, segment=int(config.segment_seconds * sample_rate), overlap=config.overlap,
-        device=target_device, shifts=config.shifts, max_shift=int(config.max_shift_seconds * sample_rate),
-        wiener_iterations=wiener_iterations, progress=True,
+        model.to(target_device),
+        audio,
+        segment=int(config.segment_seconds * sample_rate),
+        overlap=config.overlap,
+        device=target_device,
+        shifts=config.shifts,
+        max_shift=int(config.max_shift_seconds * sample_rate),
+        wiener_iterations=wiener_iterations,
+        progress=True,
     )
     return stream_estimates(out_dir, blocks, model.targets, sample_rate)

@@ -20,7 +20,9 @@ def _spatial_covariance(y: torch.Tensor, power: torch.Tensor, eps: float) -> tor
     return outer / (power.sum(dim=-1)[..., None, None] + eps)
 
 
-def multichannel_wiener(magnitudes: torch.Tensor, mixture: torch.Tensor, iterations: int = 1, eps: float = 1e-10) -> torch.Tensor:
+def multichannel_wiener(
+    magnitudes: torch.Tensor, mixture: torch.Tensor, iterations: int = 1, eps: float = 1e-10
+) -> torch.Tensor:
     """Wiener-filter source magnitude estimates against the mixture STFT.
 
     The method turns non-negative magnitude estimates of the sources (usually a spectrogram

@@ -266,8 +266,9 @@ def build_table(
     """Aggregate score directories into a :class:`~demixbench.table.model.Leaderboard` (see
     :mod:`demixbench.table`).
 
-    Per method and seed: per-track median over frames of ``metric`` (one of :data:`~demixbench.score.scorefile.METRICS`), then
-    per target the median over tracks ("median" table) and the mean over tracks ("mean" table);
+    Per method and seed: per-track median over frames of ``metric`` (one of
+    :data:`~demixbench.score.scorefile.METRICS`), then per target the median over tracks ("median"
+    table) and the mean over tracks ("mean" table);
     for SDR, when any method's files carry ``"nsdr"``, also the mean over tracks of the per-track
     nSDR ("nsdr" table; NA for methods without). "All" is the mean of the targets' values. Across
     seeds: mean, standard error (ddof=1 std / sqrt(n), NaN for one seed) and the number of seeds.
@@ -291,16 +292,11 @@ def build_table(
     for method in methods:
         labels = _seed_labels(method.seed_dirs)
         runs[method.name] = {
-            label: read_run(seed_dir, targets, metric)
-            for label, seed_dir in zip(labels, method.seed_dirs, strict=True)
+            label: read_run(seed_dir, targets, metric) for label, seed_dir in zip(labels, method.seed_dirs, strict=True)
         }
     tracks = sorted(
         _check_track_sets(
-            {
-                (name, seed): frozenset(run.medians.index)
-                for name, seeds in runs.items()
-                for seed, run in seeds.items()
-            }
+            {(name, seed): frozenset(run.medians.index) for name, seeds in runs.items() for seed, run in seeds.items()}
         )
     )
     durations = frozenset().union(*(run.frame_durations for seeds in runs.values() for run in seeds.values()))
@@ -368,6 +364,11 @@ def make_table(
     lower case). Returns the written paths keyed by format (see
     :meth:`~demixbench.table.model.Leaderboard.write`)."""
     table = build_table(
-        methods, comparisons, metric=metric, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, confidence=confidence
+        methods,
+        comparisons,
+        metric=metric,
+        n_resamples=n_resamples,
+        bootstrap_seed=bootstrap_seed,
+        confidence=confidence,
     )
     return table.write(Path(out_dir))

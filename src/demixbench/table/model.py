@@ -378,7 +378,10 @@ class Leaderboard:
                 "metric": self.metric,
                 "n_tracks": self.n_tracks,
                 **{
-                    part: {label: {column: row[column]["mean"] for column in self.columns} for label, row in primary[part].items()}
+                    part: {
+                        label: {column: row[column]["mean"] for column in self.columns}
+                        for label, row in primary[part].items()
+                    }
                     for part in ("rows", "differences")
                 },
             }

@@ -220,8 +220,7 @@ def markdown(table: Leaderboard) -> str:
         kinds = _kinds(table)
         lines += ["## Notes", ""]
         lines += [
-            f"- {_escape_markdown(row)} ({kinds[row]}): {_escape_markdown(note)}"
-            for row, note in table.notes.items()
+            f"- {_escape_markdown(row)} ({kinds[row]}): {_escape_markdown(note)}" for row, note in table.notes.items()
         ]
         lines.append("")
     return "\n".join(lines)
@@ -289,12 +288,10 @@ def html(table: Leaderboard) -> str:
             if kind == DIFFERENCE_KIND and first_difference:
                 classes, first_difference = f"{kind} first-difference", False
             tds = "".join(
-                ('<td class="ns">' if c.not_significant else "<td>") + f"{escape(_format_cell(c))}</td>"
-                for c in cells
+                ('<td class="ns">' if c.not_significant else "<td>") + f"{escape(_format_cell(c))}</td>" for c in cells
             )
             lines.append(
-                f'<tr class="{escape(classes)}"><th scope="row">{escape(label)}</th>'
-                f"<td>{escape(seeds)}</td>{tds}</tr>"
+                f'<tr class="{escape(classes)}"><th scope="row">{escape(label)}</th><td>{escape(seeds)}</td>{tds}</tr>'
             )
         lines += ["</tbody>", "</table>"]
     if table.notes:

@@ -57,9 +57,7 @@ def read_run(scores_dir: Path, targets: tuple[str, ...], metric: str) -> Run:
             values, frame_durations = parsed[target]
             median = _nanmedian(values)
             if math.isnan(median):
-                log.warning(
-                    "%s: target %r has no finite %s frame; its track value is NaN", path, target, metric
-                )
+                log.warning("%s: target %r has no finite %s frame; its track value is NaN", path, target, metric)
             row.append(median)
             durations.update(float(d) for d in np.unique(frame_durations[~np.isnan(frame_durations)]))
         rows[track] = row
@@ -87,9 +85,7 @@ def read_run(scores_dir: Path, targets: tuple[str, ...], metric: str) -> Run:
     return Run(medians=medians, nsdr=nsdr_table, frame_durations=frozenset(durations))
 
 
-def track_frame_medians(
-    scores_dir: Path, targets: Sequence[str] = TARGETS, metric: str = "SDR"
-) -> pd.DataFrame:
+def track_frame_medians(scores_dir: Path, targets: Sequence[str] = TARGETS, metric: str = "SDR") -> pd.DataFrame:
     """Per-track median over frames of ``metric`` for every score file in ``scores_dir``.
 
     Returns a DataFrame indexed by track name (file name without ``.json``/``.json.gz``, sorted) with
@@ -106,4 +102,3 @@ def track_frame_medians(
     table = run.medians
     table.attrs["frame_duration"] = next(iter(run.frame_durations)) if len(run.frame_durations) == 1 else None
     return table
-

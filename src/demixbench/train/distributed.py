@@ -81,7 +81,9 @@ def init_process_group(device: torch.device) -> bool:
             dist.init_process_group(backend="nccl", device_id=device)
         else:
             dist.init_process_group(backend="gloo")
-        logger.info("joined process group: rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), dist.get_backend())
+        logger.info(
+            "joined process group: rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), dist.get_backend()
+        )
     return is_distributed()
 
 
@@ -144,8 +146,14 @@ def local_batch_size(batch_size: int, world_size: int) -> int:
 def torchrun_command(args_file: Path, nproc: int) -> list[str]:
     """torchrun, bound to this interpreter, running `python -m demixbench.train args_file` on `nproc` workers."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "demixbench.train", str(args_file),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "demixbench.train",
+        str(args_file),
     ]
 
 
@@ -211,6 +219,12 @@ def launch(args_file: Path, nproc: int, log: Path | None = None) -> None:
             sink.close()
     if returncode != 0:
         names = sorted({signal.Signals(s).name for s in forwarded})
-        reason = f" after {'/'.join(names)} was forwarded to it (rerun to resume from the saved rolling state)" if names else ""
+        reason = (
+            f" after {'/'.join(names)} was forwarded to it (rerun to resume from the saved rolling state)"
+            if names
+            else ""
+        )
         where = f"; see {log}" if log is not None else ""
-        raise RuntimeError(f"training with {nproc} processes failed: torchrun exited with code {returncode}{reason}{where}")
+        raise RuntimeError(
+            f"training with {nproc} processes failed: torchrun exited with code {returncode}{reason}{where}"
+        )

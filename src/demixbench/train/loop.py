@@ -106,7 +106,11 @@ class _Parts:
     def resume(self, rng: np.random.Generator) -> _Progress:
         """Restore the parts and `rng` from a rolling state written with the same settings and
         return its progress; a fresh progress when there is none."""
-        progress = load_state(self.state_file, self.fingerprint, self.stateful(), rng, self.device) if self.state_file else None
+        progress = (
+            load_state(self.state_file, self.fingerprint, self.stateful(), rng, self.device)
+            if self.state_file
+            else None
+        )
         return progress or _Progress()
 
     def save(self, progress: _Progress, loader: BatchLoader) -> None:
@@ -165,15 +169,23 @@ def train(
     parts = _build_parts(model_spec, config, gan, input_stats, device, multi, work_dir)
     if multi:  # the same initial weights everywhere, but each rank its own stream (dropout masks)
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
-    sampler = ChunkSampler(train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, parts.targets)
+    sampler = ChunkSampler(
+        train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, parts.targets
+    )
     progress = parts.resume(rng)
     if multi:
         _wrap_ddp(parts)
     log.info(
         "training %s (%d parameters%s) seed %d on %s (%s), %d tracks, validating on %d%s",
-        model_spec.arch, sum(p.numel() for p in parts.model.parameters()), f", GAN with {gan.discriminator}" if gan else "",
-        config.seed, f"{world} processes ({device.type}), batch {config.batch_size // world} each" if multi else device,
-        config.precision, len(train_dirs), len(valid_dirs), f"; resumed at step {progress.step}" if progress.step else "",
+        model_spec.arch,
+        sum(p.numel() for p in parts.model.parameters()),
+        f", GAN with {gan.discriminator}" if gan else "",
+        config.seed,
+        f"{world} processes ({device.type}), batch {config.batch_size // world} each" if multi else device,
+        config.precision,
+        len(train_dirs),
+        len(valid_dirs),
+        f"; resumed at step {progress.step}" if progress.step else "",
     )
     loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches)
     with _StopSignals() as stop, closing(loader):
@@ -183,7 +195,9 @@ def train(
             _train_epoch(parts, loader, progress, stop, config, gan, epoch)
             lr = parts.optimizer.param_groups[0]["lr"]  # after the epoch's last step (the same after a resume)
             validation = validate(parts.model, valid_dirs, config, parts.targets, device)
-            _end_epoch(progress, epoch, config, parts.scheduler, parts.model, lr, validation, time.perf_counter() - started)
+            _end_epoch(
+                progress, epoch, config, parts.scheduler, parts.model, lr, validation, time.perf_counter() - started
+            )
             parts.save(progress, loader)
 
     parts.model.load_state_dict(progress.best_state)
@@ -194,8 +208,18 @@ def train(
             checkpoint,
             arch=model_spec.arch,
             args=model_spec.args,
-            config={"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None, **(record or {})},
-            extra={"best_epoch": progress.best_epoch, "best_valid_loss": progress.best_loss, "steps": progress.step, "stopped_early": progress.stopped_early},
+            config={
+                "model": asdict(model_spec),
+                "train": asdict(config),
+                "gan": asdict(gan) if gan else None,
+                **(record or {}),
+            },
+            extra={
+                "best_epoch": progress.best_epoch,
+                "best_valid_loss": progress.best_loss,
+                "steps": progress.step,
+                "stopped_early": progress.stopped_early,
+            },
             provenance_extra=provenance,
         )
         if parts.state_file is not None:
@@ -206,8 +230,13 @@ def train(
 
 
 def _build_parts(
-    model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | None, input_stats: tuple[np.ndarray, np.ndarray] | None,
-    device: torch.device, multi: bool, work_dir: Path | None,
+    model_spec: ModelSpec,
+    config: TrainConfig,
+    gan: GANConfig | None,
+    input_stats: tuple[np.ndarray, np.ndarray] | None,
+    device: torch.device,
+    multi: bool,
+    work_dir: Path | None,
 ) -> _Parts:
     """The separator (input stats set, BatchNorm synchronised in a multi-process run, on `device`)
     with its Adam optimiser and LR scheduler; for a GAN variant the discriminator, which must
@@ -237,21 +266,37 @@ def _build_parts(
     amp = _MixedPrecision(config.precision, device)
     state_file = Path(work_dir) / "state.pt" if work_dir is not None else None
     return _Parts(
-        model, optimizer, scheduler, discriminator, opt_d, amp, amp.scaler(), amp.scaler() if gan is not None else None,
-        targets, device, state_file, fingerprint(model_spec, config, gan),
+        model,
+        optimizer,
+        scheduler,
+        discriminator,
+        opt_d,
+        amp,
+        amp.scaler(),
+        amp.scaler() if gan is not None else None,
+        targets,
+        device,
+        state_file,
+        fingerprint(model_spec, config, gan),
     )
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The LR scheduler of `config.lr_schedule`, or None for "constant". cosine and step are stepped
     after every optimiser step, plateau after every validation (with the validation loss)."""
     total_steps = config.epochs * config.steps_per_epoch
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs * config.steps_per_epoch, gamma=config.lr_gamma)
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.lr_step_epochs * config.steps_per_epoch, gamma=config.lr_gamma
+        )
     if config.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_gamma, patience=config.lr_plateau_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.lr_gamma, patience=config.lr_plateau_patience
+        )
     if config.lr_schedule == "constant":
         return None
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; allowed: constant, cosine, step, plateau")
@@ -281,14 +326,28 @@ def _wrap_ddp(parts: _Parts) -> None:
         parts.critic = DistributedDataParallel(parts.discriminator, device_ids=device_ids)
 
 
-def _train_epoch(parts: _Parts, loader: BatchLoader, progress: _Progress, stop: _StopSignals, config: TrainConfig, gan: GANConfig | None, epoch: int) -> None:
+def _train_epoch(
+    parts: _Parts,
+    loader: BatchLoader,
+    progress: _Progress,
+    stop: _StopSignals,
+    config: TrainConfig,
+    gan: GANConfig | None,
+    epoch: int,
+) -> None:
     """The steps of epoch `epoch` from progress.step on (> the epoch's first after a resume), each
     one generator update (after a discriminator update in a GAN variant past its warm-up), adding
     the losses to `progress`. Saves the rolling state every `checkpoint_every_steps` steps; after
     SIGTERM/SIGUSR1 saves it and raises TrainingInterrupted."""
     parts.generator.train()
     first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
-    bar = tqdm(range(first, config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False, disable=distributed.rank() != 0)
+    bar = tqdm(
+        range(first, config.steps_per_epoch),
+        desc=f"epoch {epoch}/{config.epochs}",
+        unit="step",
+        leave=False,
+        disable=distributed.rank() != 0,
+    )
     for _ in bar:
         mixture, sources = (x.to(parts.device, non_blocking=True) for x in loader.next())
         with parts.amp.autocast():
@@ -314,7 +373,9 @@ def _train_epoch(parts: _Parts, loader: BatchLoader, progress: _Progress, stop: 
             parts.save(progress, loader)
             distributed.barrier()  # the state is written before any rank exits
             name = signal.Signals(received).name
-            raise TrainingInterrupted(f"{name} received: state saved at step {progress.step} in {parts.state_file}; rerun to resume")
+            raise TrainingInterrupted(
+                f"{name} received: state saved at step {progress.step} in {parts.state_file}; rerun to resume"
+            )
         if config.checkpoint_every_steps and progress.step % config.checkpoint_every_steps == 0:
             parts.save(progress, loader)
 
@@ -342,7 +403,12 @@ def _discriminator_step(
 
 
 def _generator_loss(
-    parts: _Parts, gan: GANConfig, loss: torch.Tensor, estimate: torch.Tensor, condition: torch.Tensor, real_features: list[torch.Tensor]
+    parts: _Parts,
+    gan: GANConfig,
+    loss: torch.Tensor,
+    estimate: torch.Tensor,
+    condition: torch.Tensor,
+    real_features: list[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The generator's total loss: reconstruction `loss` + adv_weight * adversarial term
     (+ feature_match_weight * feature matching). Returns (total, adversarial term)."""
@@ -376,7 +442,16 @@ def _optimizer_step(parts: _Parts, config: TrainConfig, total: torch.Tensor) -> 
         parts.scheduler.step()
 
 
-def _end_epoch(progress: _Progress, epoch: int, config: TrainConfig, scheduler: Any, model: nn.Module, lr: float, validation: dict[str, float], seconds: float) -> None:
+def _end_epoch(
+    progress: _Progress,
+    epoch: int,
+    config: TrainConfig,
+    scheduler: Any,
+    model: nn.Module,
+    lr: float,
+    validation: dict[str, float],
+    seconds: float,
+) -> None:
     """Record an epoch: history row, best weights, LR on plateau, early stopping, one log line."""
     row = {"epoch": epoch, "step": progress.step, **{k: v / config.steps_per_epoch for k, v in progress.sums.items()}}
     row.update(validation)
@@ -397,8 +472,14 @@ def _end_epoch(progress: _Progress, epoch: int, config: TrainConfig, scheduler: 
     progress.sums = {k: 0.0 for k in progress.sums}
     log.info(
         "epoch %d/%d  train %.4f  valid %.4f  nSDR %.2f dB  lr %.2e%s  %.1f s%s",
-        epoch, config.epochs, row["train_loss"], row["valid_loss"], row["valid_nsdr"], lr,
-        "  (best)" if improved else "", seconds,
+        epoch,
+        config.epochs,
+        row["train_loss"],
+        row["valid_loss"],
+        row["valid_nsdr"],
+        lr,
+        "  (best)" if improved else "",
+        seconds,
         f"\nstopping early: no improvement for {patience} epochs" if progress.stopped_early else "",
     )
 

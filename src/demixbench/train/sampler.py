@@ -31,7 +31,15 @@ class ChunkSampler:
     The mixture is the sum of the (augmented) sources, so remixed examples stay consistent.
     """
 
-    def __init__(self, track_dirs: Sequence[Path], segment: int, remix: bool, channel_swap: bool, sign_flip: bool, targets: Sequence[str] = TARGETS) -> None:
+    def __init__(
+        self,
+        track_dirs: Sequence[Path],
+        segment: int,
+        remix: bool,
+        channel_swap: bool,
+        sign_flip: bool,
+        targets: Sequence[str] = TARGETS,
+    ) -> None:
         if not track_dirs:
             raise ValueError("no training tracks")
         self.tracks = [load_decoded(d, stems=targets) for d in track_dirs]
@@ -63,7 +71,9 @@ class ChunkSampler:
             choices.append((track, offset, swap, flip))
         return choices
 
-    def batch(self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of a global batch of `batch_size` examples.
 
         The random choices of all `batch_size` examples are drawn from `rng`, in the same order
@@ -74,7 +84,9 @@ class ChunkSampler:
         """
         return self.read(self.choices(rng, batch_size, rank, world_size))
 
-    def choices(self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1) -> list[list[tuple[int, float, bool, bool]]]:
+    def choices(
+        self, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> list[list[tuple[int, float, bool, bool]]]:
         """The random choices of this rank's share of a global batch (see batch); cheap, no I/O."""
         local = distributed.local_batch_size(batch_size, world_size)
         if not 0 <= rank < world_size:
@@ -105,7 +117,16 @@ class BatchLoader:
     run must restore (the generator itself has already drawn the prefetched batches).
     """
 
-    def __init__(self, sampler: ChunkSampler, rng: np.random.Generator, batch_size: int, rank: int = 0, world_size: int = 1, workers: int = 0, prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        sampler: ChunkSampler,
+        rng: np.random.Generator,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        prefetch: int = 0,
+    ) -> None:
         if workers < 0 or prefetch < 0:
             raise ValueError(f"loader workers and prefetch must be >= 0, got {workers} and {prefetch}")
         self.sampler, self.rng = sampler, rng

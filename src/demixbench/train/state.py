@@ -31,8 +31,6 @@ from demixbench.train.config import GANConfig, TrainConfig
 log = logging.getLogger(__name__)
 
 
-
-
 class TrainingInterrupted(RuntimeError):
     """Raised after SIGTERM/SIGUSR1: the rolling state was saved; rerunning resumes from it."""
 
@@ -65,7 +63,7 @@ class _StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signum
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():  # handlers only work there
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -78,8 +76,16 @@ class _StopSignals:
 
 def fingerprint(model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | None) -> str:
     """What a rolling state must match to be resumed: everything that changes the weights."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("threads", "device", "checkpoint_every_steps", "loader_workers", "prefetch_batches")}
-    text = json.dumps({"model": asdict(model_spec), "train": settings, "gan": asdict(gan) if gan else None}, sort_keys=True, default=str)
+    settings = {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("threads", "device", "checkpoint_every_steps", "loader_workers", "prefetch_batches")
+    }
+    text = json.dumps(
+        {"model": asdict(model_spec), "train": settings, "gan": asdict(gan) if gan else None},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -88,7 +94,9 @@ def _torch_rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def save_state(path: Path, fingerprint: str, modules: Mapping[str, Any], rng_state: dict, progress: _Progress, device: torch.device) -> None:
+def save_state(
+    path: Path, fingerprint: str, modules: Mapping[str, Any], rng_state: dict, progress: _Progress, device: torch.device
+) -> None:
     """Write the rolling state (rank 0; the other ranks take part in gathering their RNG states)."""
     rng_ranks = distributed.all_gather_object(_torch_rng_state(device)) if distributed.is_distributed() else None
     if distributed.rank() != 0:
@@ -111,7 +119,9 @@ def save_state(path: Path, fingerprint: str, modules: Mapping[str, Any], rng_sta
         torch.save(state, temporary)
 
 
-def load_state(path: Path, fingerprint: str, modules: Mapping[str, Any], rng: np.random.Generator, device: torch.device) -> _Progress | None:
+def load_state(
+    path: Path, fingerprint: str, modules: Mapping[str, Any], rng: np.random.Generator, device: torch.device
+) -> _Progress | None:
     """Restore a rolling state written with the same settings; None when there is none to resume.
 
     Every rank of a multi-process run reads the same file and restores its own torch RNG state."""
@@ -130,7 +140,10 @@ def load_state(path: Path, fingerprint: str, modules: Mapping[str, Any], rng: np
     if len(rng_ranks or [None]) != world:
         log.warning(
             "%s was written by a run with %d processes, this one has %d: the data and weights continue, "
-            "but the torch random streams (dropout) differ from an uninterrupted run", path, len(rng_ranks or [None]), world,
+            "but the torch random streams (dropout) differ from an uninterrupted run",
+            path,
+            len(rng_ranks or [None]),
+            world,
         )
     if world == 1:
         torch.set_rng_state(state["rng_torch"])

@@ -17,7 +17,9 @@ from demixbench.train import distributed
 from demixbench.train.config import TrainConfig
 
 
-def validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device) -> dict[str, float]:
+def validate(
+    model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, targets: Sequence[str], device: torch.device
+) -> dict[str, float]:
     """Validation on whole tracks: the model's reconstruction loss (averaged over segments of
     valid_segment_seconds, so memory stays bounded) and the nSDR per target of the full-track
     separation, averaged over tracks ("valid_nsdr_<target>", "valid_nsdr") and per track
@@ -27,7 +29,9 @@ def validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, 
     results are gathered in track order: every rank gets the same result, that of one process."""
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
-    mine = {i: _validate_track(model, valid_dirs[i], config, targets, device) for i in range(rank, len(valid_dirs), world)}
+    mine = {
+        i: _validate_track(model, valid_dirs[i], config, targets, device) for i in range(rank, len(valid_dirs), world)
+    }
     per_track: dict[int, tuple[list[float], dict[str, float]]] = {}
     for part in distributed.all_gather_object(mine):
         per_track.update(part)
@@ -40,7 +44,9 @@ def validate(model: nn.Module, valid_dirs: Sequence[Path], config: TrainConfig, 
     return result
 
 
-def _validate_track(model: nn.Module, track_dir: Path, config: TrainConfig, targets: Sequence[str], device: torch.device) -> tuple[list[float], dict[str, float]]:
+def _validate_track(
+    model: nn.Module, track_dir: Path, config: TrainConfig, targets: Sequence[str], device: torch.device
+) -> tuple[list[float], dict[str, float]]:
     """One validation track: the loss of each segment and the nSDR per target."""
     segment = int(config.valid_segment_seconds * config.sample_rate)
     losses = []

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from demixbench.train import distributed
 from demixbench.audio import STFTConfig
+from demixbench.data.stats import load_input_stats
 from demixbench.devices import resolve_device
 from demixbench.fileio import atomic_write_text
 from demixbench.logs import setup_logging
-from demixbench.data.stats import load_input_stats
 from demixbench.models import ModelSpec
+from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.loop import train
 
@@ -94,4 +94,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         train(**kwargs)
     finally:
         distributed.cleanup()
-

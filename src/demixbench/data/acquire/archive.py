@@ -56,7 +56,7 @@ def _safe_member(archive: Path, name: str, info: zipfile.ZipInfo) -> PurePosixPa
 
 
 def _layout_prefix(archive: Path, names: list[str]) -> str:
-    """"" when train/ and test/ are at the top of the zip, "<folder>/" when inside one folder."""
+    """ "" when train/ and test/ are at the top of the zip, "<folder>/" when inside one folder."""
     tops = {name.split("/", 1)[0] for name in names}
     if tops & {"train", "test"}:
         return ""
@@ -102,27 +102,43 @@ def extract_archive(archive: Path, dest: Path, verify: VerifySpec, progress: boo
             if not members:
                 raise DatasetError(f"{archive}: the zip is empty")
             prefix = _layout_prefix(archive, [name for _, name, _ in members])
-            wanted = [(info, name[len(prefix):]) for info, name, _ in members
-                      if name.startswith(prefix) and name[len(prefix):].split("/", 1)[0] in ("train", "test")]
+            wanted = [
+                (info, name[len(prefix) :])
+                for info, name, _ in members
+                if name.startswith(prefix) and name[len(prefix) :].split("/", 1)[0] in ("train", "test")
+            ]
             skipped = len(members) - len(wanted)
             if skipped:
                 log.info("%s: ignoring %d members outside train/ and test/", archive, skipped)
             needed = sum(info.file_size for info, _ in wanted)
             free = shutil.disk_usage(dest.parent).free
             if needed > free:
-                raise DatasetError(f"{dest.parent}: {needed / 1e9:.1f} GB needed to extract {archive.name}, {free / 1e9:.1f} GB free")
+                raise DatasetError(
+                    f"{dest.parent}: {needed / 1e9:.1f} GB needed to extract {archive.name}, {free / 1e9:.1f} GB free"
+                )
             root = tmp.resolve()
-            with tqdm(total=needed, desc=f"extract {archive.name}", unit="B", unit_scale=True, unit_divisor=1024, disable=not progress) as bar:
+            with tqdm(
+                total=needed,
+                desc=f"extract {archive.name}",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+            ) as bar:
                 for info, relative in wanted:
                     target = tmp / relative
                     if not target.resolve().is_relative_to(root):  # belt and braces after _safe_member
-                        raise DatasetError(f"{archive}: refusing member {relative!r}: it would leave the extraction directory")
+                        raise DatasetError(
+                            f"{archive}: refusing member {relative!r}: it would leave the extraction directory"
+                        )
                     target.parent.mkdir(parents=True, exist_ok=True)
                     try:
                         with zf.open(info) as src, open(target, "wb") as out:
                             shutil.copyfileobj(src, out, MIB)
                     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-                        raise DatasetError(f"{archive}: member {prefix}{relative!r} is damaged ({err}); download the archive again") from None
+                        raise DatasetError(
+                            f"{archive}: member {prefix}{relative!r} is damaged ({err}); download the archive again"
+                        ) from None
                     bar.update(info.file_size)
         try:
             report = verify_dataset(tmp, verify, progress=progress)

@@ -73,7 +73,9 @@ KNOWN_ARCHIVES: dict[str, KnownArchive] = {
         url="https://zenodo.org/records/3338373/files/musdb18hq.zip",
         checksum=Checksum(
             sha256="baac80d0483c61d74b2e5f3be75fa557eec52898339e6aa45c1fa48833c5d21d",
-            source="torchaudio 2.11 torchaudio/datasets/musdb_hq.py _CHECKSUM (SHA-256 of Zenodo record 3338373's file)",
+            source=(
+                "torchaudio 2.11 torchaudio/datasets/musdb_hq.py _CHECKSUM (SHA-256 of Zenodo record 3338373's file)"
+            ),
         ),
         note="access must be requested on Zenodo; pass the access link via an environment variable",
     ),
@@ -89,7 +91,6 @@ def default_url(source: str) -> str:
     if known is None or known.url is None:
         raise ValueError(f"source {source!r} has no download URL")
     return known.url
-
 
 
 # --------------------------------------------------------------------------------------
@@ -114,9 +115,12 @@ def hash_file(path: Path, progress: bool = True) -> ArchiveDigest:
     path = Path(path)
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(
-        total=size, desc=f"checksum {path.name}", unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
-    ) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size, desc=f"checksum {path.name}", unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
+        ) as bar,
+    ):
         for block in iter(lambda: f.read(4 * MIB), b""):
             md5.update(block)
             sha256.update(block)

@@ -168,7 +168,8 @@ def download(
                 raise DatasetError(
                     f"{shown}: access denied (HTTP {code}). MUSDB18 on Zenodo needs an approved access request: "
                     f"request access on the record's page, then give the access link (with its token) through the "
-                    f"environment variable named by url_env, or a bearer token through token_env -- never in a config file"
+                    "environment variable named by url_env, or a bearer token through token_env -- "
+                    "never in a config file"
                 ) from None
             if code in (404, 410):
                 raise DatasetError(
@@ -239,7 +240,9 @@ def _fetch(transfer: _Transfer, state: dict, use_range: bool) -> None:
         return  # complete from an earlier run; the checksum decides
     if offset and total is not None and offset > total:
         raise _RestartWithoutRange()
-    request = urllib.request.Request(url, headers={"User-Agent": f"demixbench/{__version__}", "Accept-Encoding": "identity"})
+    request = urllib.request.Request(
+        url, headers={"User-Agent": f"demixbench/{__version__}", "Accept-Encoding": "identity"}
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     if offset and use_range:
@@ -253,7 +256,11 @@ def _fetch(transfer: _Transfer, state: dict, use_range: bool) -> None:
             start = int(match.group(1)) if match else None
             full = int(match.group(3)) if match and match.group(3) != "*" else None
             if start != offset or (total is not None and full is not None and full != total):
-                log.info("%s: server answered a different range (%s); starting over", part, response.headers.get("Content-Range"))
+                log.info(
+                    "%s: server answered a different range (%s); starting over",
+                    part,
+                    response.headers.get("Content-Range"),
+                )
                 raise _RestartWithoutRange()
             total = full if full is not None else total
             mode = "ab"
@@ -267,15 +274,26 @@ def _fetch(transfer: _Transfer, state: dict, use_range: bool) -> None:
             raise _Retry(f"unexpected HTTP {status}")
         if expected_size is not None and total is not None and total != expected_size:
             raise DatasetError(
-                f"{redact_url(url)}: the server offers {total} bytes, expected {expected_size}; wrong URL or a changed archive"
+                f"{redact_url(url)}: the server offers {total} bytes, expected {expected_size}; "
+                "wrong URL or a changed archive"
             )
-        _write_sidecar(sidecar, {"url_sha256": url_id, "url": redact_url(url), "expected_size": expected_size, "total": total})
+        _write_sidecar(
+            sidecar, {"url_sha256": url_id, "url": redact_url(url), "expected_size": expected_size, "total": total}
+        )
         state.update(total=total)
         received = 0
-        with open(part, mode) as out, tqdm(
-            total=total, initial=offset, desc=part.name[: -len(".part")], unit="B", unit_scale=True, unit_divisor=1024,
-            disable=not options.progress,
-        ) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                desc=part.name[: -len(".part")],
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not options.progress,
+            ) as bar,
+        ):
             while True:
                 try:
                     block = response.read(options.chunk_size)

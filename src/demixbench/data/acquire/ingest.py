@@ -81,12 +81,21 @@ class AcquireSpec:
             raise ValueError(f"unknown data source {self.source!r}; allowed: {', '.join(SOURCES)}")
         if self.source == "synthetic" and self.synthetic is None:
             raise ValueError("source 'synthetic' needs a SyntheticSpec")
-        if self.origin is not None and "?" in self.origin and urllib.parse.urlsplit(self.origin).scheme in ("http", "https"):
+        if (
+            self.origin is not None
+            and "?" in self.origin
+            and urllib.parse.urlsplit(self.origin).scheme in ("http", "https")
+        ):
             # A query usually carries an access token: it belongs in the environment (url_env).
-            log.warning("origin %s has a query string; put URLs with tokens in an environment variable (url_env)", redact_url(self.origin))
+            log.warning(
+                "origin %s has a query string; put URLs with tokens in an environment variable (url_env)",
+                redact_url(self.origin),
+            )
 
 
-def ingest(spec: AcquireSpec, dest: Path, verify: VerifySpec | None = None, report_path: Path | None = None) -> DatasetReport:
+def ingest(
+    spec: AcquireSpec, dest: Path, verify: VerifySpec | None = None, report_path: Path | None = None
+) -> DatasetReport:
     """Make the verified dataset of `spec` available at `dest` and return its report.
 
     * synthetic: generated into a temporary directory, verified, renamed to `dest`;
@@ -120,7 +129,9 @@ def ingest(spec: AcquireSpec, dest: Path, verify: VerifySpec | None = None, repo
             elif path.is_file():
                 report = _ingest_archive(spec, dest, verify, local=path)
             else:
-                raise DatasetError(f"{path}: no such file or directory; origin must be a zip, a directory or an http(s) URL")
+                raise DatasetError(
+                    f"{path}: no such file or directory; origin must be a zip, a directory or an http(s) URL"
+                )
         check_dataset_lock(spec.lock_file, spec.source, report, dest)
     if report_path is not None:
         report.write(report_path)
@@ -201,7 +212,9 @@ def _ingest_archive(
     report = extract_archive(archive, dest, verify, progress=spec.progress)
     if spec.lock_file is not None:
         # Recorded only once the archive extracted and verified: a broken archive is never locked in.
-        record_lock(spec.lock_file, spec.source, "archive", {"name": archive.name, **digest.as_dict(), "origin": origin})
+        record_lock(
+            spec.lock_file, spec.source, "archive", {"name": archive.name, **digest.as_dict(), "origin": origin}
+        )
     if url is not None and downloaded and not spec.keep_archive:
         archive.unlink(missing_ok=True)
     return report.with_archive({"name": archive.name, **digest.as_dict(), "origin": origin})

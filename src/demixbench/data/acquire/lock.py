@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from demixbench.data.acquire.checksums import Checksum
@@ -58,7 +58,7 @@ def record_lock(path: Path, source: str, kind: str, values: dict) -> bool:
     entry = lock["sources"].setdefault(source, {})
     if entry.get(kind):
         return False
-    entry[kind] = {**values, "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    entry[kind] = {**values, "recorded": datetime.now(UTC).isoformat(timespec="seconds")}
     _write_lock(path, lock)
     log.info("recorded the %s of %s in %s: %s", kind, source, path, {k: v for k, v in values.items() if k != "origin"})
     return True
@@ -75,7 +75,9 @@ def check_dataset_lock(path: Path | None, source: str, report: DatasetReport, wh
     if entry.get("content_hash") != report.content_hash:
         log.warning(
             "%s: the lock file's dataset fingerprint uses content_hash=%s, this run %s: not compared",
-            path, entry.get("content_hash"), report.content_hash,
+            path,
+            entry.get("content_hash"),
+            report.content_hash,
         )
         return
     if entry.get("fingerprint") != report.fingerprint:

@@ -51,9 +51,7 @@ def _drum_kit(rng: np.random.Generator, sr: int) -> _DrumKit:
         snare_tone_decay=rng.uniform(0.03, 0.08),
         snare_noise_decay=rng.uniform(0.05, 0.14),
         snare_noise_level=rng.uniform(0.5, 0.9),
-        snare_sos=signal.butter(
-            2, [snare_lo, snare_lo * rng.uniform(3.0, 6.0)], btype="bandpass", fs=sr, output="sos"
-        ),
+        snare_sos=signal.butter(2, [snare_lo, snare_lo * rng.uniform(3.0, 6.0)], btype="bandpass", fs=sr, output="sos"),
         hat_sos=signal.butter(4, rng.uniform(6000.0, 9000.0), btype="highpass", fs=sr, output="sos"),
         hat_decay=rng.uniform(0.01, 0.035),
         open_hat_decay=rng.uniform(0.12, 0.25),

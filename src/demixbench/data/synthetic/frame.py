@@ -117,9 +117,7 @@ def pan(mono: np.ndarray, position: float, delay: int = 0) -> np.ndarray:
     return out
 
 
-def envelope(
-    n: int, sr: int, attack: float, release: float, decay: float = np.inf, sustain: float = 1.0
-) -> np.ndarray:
+def envelope(n: int, sr: int, attack: float, release: float, decay: float = np.inf, sustain: float = 1.0) -> np.ndarray:
     """Attack-decay-sustain-release envelope of ``n`` samples (times in seconds)."""
     t = np.arange(n) / sr
     env = np.minimum(1.0, t / max(attack, 1e-4))

@@ -34,20 +34,76 @@ MAX_PEAK: float = 0.9
 SPLIT_IDS = {split: i for i, split in enumerate(SPLITS)}
 
 _TITLE_NAMES = (
-    "Night", "Summer", "Ocean", "River", "Winter", "Midnight", "Heaven", "City", "Mother",
-    "Stranger", "Lover", "Devil", "Angel", "Sailor", "Dreamer", "Morning", "Autumn", "Desert",
+    "Night",
+    "Summer",
+    "Ocean",
+    "River",
+    "Winter",
+    "Midnight",
+    "Heaven",
+    "City",
+    "Mother",
+    "Stranger",
+    "Lover",
+    "Devil",
+    "Angel",
+    "Sailor",
+    "Dreamer",
+    "Morning",
+    "Autumn",
+    "Desert",
 )
 _TITLE_NOUNS = (
-    "Drive", "Rain", "Song", "Fire", "Dream", "Road", "Heart", "Light", "Shadow", "Garden",
-    "Echo", "Voices", "Lullaby", "Horizon", "Promise", "Letter", "Machine", "Gold",
+    "Drive",
+    "Rain",
+    "Song",
+    "Fire",
+    "Dream",
+    "Road",
+    "Heart",
+    "Light",
+    "Shadow",
+    "Garden",
+    "Echo",
+    "Voices",
+    "Lullaby",
+    "Horizon",
+    "Promise",
+    "Letter",
+    "Machine",
+    "Gold",
 )
 _TITLE_ADJECTIVES = (
-    "Electric", "Silent", "Broken", "Golden", "Endless", "Velvet", "Neon", "Hollow", "Paper",
-    "Crimson", "Distant", "Quiet", "Wild", "Glass", "Slow", "Burning", "Lonely", "Blue",
+    "Electric",
+    "Silent",
+    "Broken",
+    "Golden",
+    "Endless",
+    "Velvet",
+    "Neon",
+    "Hollow",
+    "Paper",
+    "Crimson",
+    "Distant",
+    "Quiet",
+    "Wild",
+    "Glass",
+    "Slow",
+    "Burning",
+    "Lonely",
+    "Blue",
 )
 _TITLE_PHRASES = (
-    "Don't Look Back", "We're Still Here", "It's Over Now", "Can't Stop Now", "Rock 'n' Roll",
-    "Hold On", "Into The Blue", "Under The Bridge", "Let It Go", "Won't Be Long",
+    "Don't Look Back",
+    "We're Still Here",
+    "It's Over Now",
+    "Can't Stop Now",
+    "Rock 'n' Roll",
+    "Hold On",
+    "Into The Blue",
+    "Under The Bridge",
+    "Let It Go",
+    "Won't Be Long",
 )
 
 
@@ -86,7 +142,9 @@ class SyntheticSpec:
         if self.names == "musdb18":
             for split, count in zip(SPLITS, (self.n_train, self.n_test)):
                 if count > len(MUSDB18_TRACKS[split]):
-                    raise ValueError(f"names='musdb18' has {len(MUSDB18_TRACKS[split])} {split} tracks, got n_{split}={count}")
+                    raise ValueError(
+                        f"names='musdb18' has {len(MUSDB18_TRACKS[split])} {split} tracks, got n_{split}={count}"
+                    )
 
     @property
     def n_samples(self) -> int:
@@ -129,6 +187,8 @@ def _title(seed: int, split: str, index: int) -> str:
         return f"{rng.choice(_TITLE_NAMES)}'s {rng.choice(_TITLE_NOUNS)}"
     if kind == 1:
         return f"{rng.choice(_TITLE_ADJECTIVES)} {rng.choice(_TITLE_NOUNS)}"
-    return str(rng.choice(_TITLE_PHRASES)) if rng.random() < 0.5 else (
-        f"{rng.choice(_TITLE_ADJECTIVES)} {rng.choice(_TITLE_NAMES)}"
+    return (
+        str(rng.choice(_TITLE_PHRASES))
+        if rng.random() < 0.5
+        else (f"{rng.choice(_TITLE_ADJECTIVES)} {rng.choice(_TITLE_NAMES)}")
     )

@@ -78,9 +78,7 @@ def _vocal_score(rng: np.random.Generator, song: Song, low: int, high: int) -> l
     return syllables
 
 
-def _glottal_source(
-    f0: np.ndarray, sr: int, tilt: float, breath: float, rng: np.random.Generator
-) -> np.ndarray:
+def _glottal_source(f0: np.ndarray, sr: int, tilt: float, breath: float, rng: np.random.Generator) -> np.ndarray:
     """Voice-like harmonic source from an f0 contour (Hz, (samples,)) -> (samples,).
 
     A band-limited pulse train (Dirichlet kernel: the sum of N equal cosine harmonics in
@@ -150,7 +148,8 @@ def vocals(rng: np.random.Generator, song: Song) -> np.ndarray:
     # Singers start a note straight and let the vibrato bloom: fade it in over ~0.25 s.
     since_onset = (np.arange(n) - (onsets[current] if score else 0)) / sr
     vibrato = (
-        vib_depth / 100.0
+        vib_depth
+        / 100.0
         * np.clip(since_onset / 0.25, 0.0, 1.0)
         * np.sin(2 * np.pi * vib_rate * t + rng.uniform(0, 2 * np.pi))
     )

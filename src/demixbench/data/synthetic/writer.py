@@ -54,7 +54,12 @@ def write_tracks(spec: SyntheticSpec, directory: Path) -> dict[str, list[str]]:
     jobs = [(split, i, name) for split in SPLITS for i, name in enumerate(names[split])]
     log.info(
         "writing synthetic MUSDB18 (%d train + %d test tracks, %.1f s, seed %d, %s) to %s",
-        spec.n_train, spec.n_test, spec.duration, spec.seed, spec.format, directory,
+        spec.n_train,
+        spec.n_test,
+        spec.duration,
+        spec.seed,
+        spec.format,
+        directory,
     )
     for split in SPLITS:
         (directory / split).mkdir(parents=True)
