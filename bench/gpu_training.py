@@ -23,7 +23,7 @@ import torch
 
 from demixbench.models import build_model
 from demixbench.train.config import PRECISIONS
-from demixbench.train.loop import _MixedPrecision
+from demixbench.train.parts import _MixedPrecision
 
 #: Paper-scale models with their paper batch size and example length (config.yaml).
 MODELS = {

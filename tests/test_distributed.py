@@ -33,7 +33,8 @@ from demixbench.models import ModelSpec, build_model
 from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.distributed import launch, local_batch_size
-from demixbench.train.loop import _sync_batchnorm, train
+from demixbench.train.loop import train
+from demixbench.train.parts import _sync_batchnorm
 from demixbench.train.sampler import ChunkSampler
 from demixbench.train.worker import train_arguments, write_arguments
 

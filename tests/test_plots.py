@@ -15,11 +15,9 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from demixbench import TARGETS
+from demixbench.report.curves import _learning_curves_figure, _read_history, plot_learning_curves
 from demixbench.report.plots import (
-    _learning_curves_figure,
-    _read_history,
     _seed_scatter_figure,
-    plot_learning_curves,
     plot_seed_scatter,
     plot_track_boxplots,
     seed_scatter_data,

@@ -5,7 +5,7 @@ rule plot_scores:
     """Per-target boxplots of per-track scores and the per-seed scatter of "All", for one metric."""
     input:
         scores=all_scores,
-        code=code("report/plots.py", "table", "score/scorefile.py", "htmlpage.py"),
+        code=code("report/plots.py", "report/figures.py", "table", "score/scorefile.py", "htmlpage.py"),
     output:
         boxplots=report(
             "results/figures/{metric}_boxplots.png",
@@ -37,7 +37,7 @@ rule plot_learning_curves:
     """Training and validation curves of every model and seed on shared axes."""
     input:
         histories=expand("results/models/{model}/seed{seed}/history.csv", model=MODELS, seed=SEEDS),
-        code=code("report/plots.py", "table", "score/scorefile.py", "htmlpage.py"),
+        code=code("report/curves.py", "report/figures.py"),
     output:
         png=report(
             "results/figures/learning_curves.png",

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from demixbench.logs import setup_logging
-from demixbench.report.plots import plot_learning_curves
+from demixbench.report.curves import plot_learning_curves
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])

@@ -1,6 +1,8 @@
 """The report stage (workflow/rules/report.smk): figures, the listening page and run provenance.
 
-- ``plots``: per-target boxplots, the per-seed scatter and learning curves.
+- ``figures``: what every figure shares (style, PNG + SVG written atomically, same bytes for the same input).
+- ``plots``: per-target boxplots of the scores and the per-seed scatter of "All".
+- ``curves``: the learning curves of every model and seed.
 - ``excerpts``: choosing and encoding the listening excerpts.
 - ``listening``: the listening page.
 - ``run``: the run's provenance record and its page.

@@ -1,13 +1,7 @@
-"""Figures of the results: per-track score boxplots, per-seed scatter, learning curves.
+"""Figures of the scores: per-track score boxplots and the per-seed scatter of "All".
 
-Every function takes typed arguments and writes a PNG and an SVG next to each other (``out`` with
-the suffixes ``.png`` and ``.svg``; any suffix of ``out`` is replaced), atomically, and returns the
-written paths. Figures are built as :class:`matplotlib.figure.Figure` objects rendered with the Agg
-(PNG) and SVG backends: pyplot is never used, so nothing of one call (open figures, current axes)
-leaks into the next, and the process-wide backend is left alone. Every figure is drawn under
-matplotlib's default style plus this module's settings (a user's matplotlibrc does not change the
-output), with a fixed ``svg.hashsalt`` and no date in the metadata, so the same input gives the same
-SVG (and PNG) bytes.
+Every function takes typed arguments, writes a PNG and an SVG (see :mod:`demixbench.report.figures`)
+and returns the written paths.
 
 Aggregation is that of :mod:`demixbench.table` (museval / SiSEC 2018): per track, the median over
 frames; per method and seed, the median over tracks; "All" is the mean of the targets' values.
@@ -15,16 +9,12 @@ frames; per method and seed, the median over tracks; "All" is the mean of the ta
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib import cbook
@@ -32,10 +22,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
 from demixbench import TARGETS
-from demixbench.fileio import atomic_path
+from demixbench.report.figures import save, seeds_note, style
 from demixbench.table.build import build_table
 from demixbench.table.model import ALL, KINDS, Comparison, Leaderboard, MethodRuns
 from demixbench.table.runs import track_frame_medians
@@ -44,7 +33,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "KIND_COLORS",
-    "plot_learning_curves",
     "plot_seed_scatter",
     "plot_track_boxplots",
     "seed_scatter_data",
@@ -54,56 +42,9 @@ __all__ = [
 #: Colour of each method kind (colour-blind-safe Okabe-Ito hues).
 KIND_COLORS: dict[str, str] = {"model": "#0072B2", "oracle": "#009E73", "imported": "#E69F00"}
 
-#: Line colours of the models in learning curves (Okabe-Ito, then matplotlib's tab10).
-_MODEL_COLORS: tuple[str, ...] = (
-    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-)  # fmt: skip
-
-#: Matplotlib settings of every figure (on top of matplotlib's default style).
-_RC: dict[str, Any] = {
-    "svg.hashsalt": "demixbench",  # deterministic ids of clip paths etc.
-    "svg.fonttype": "path",  # glyphs as paths: the SVG looks the same without the fonts
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "axes.grid": True,
-    "grid.alpha": 0.35,
-    "grid.linewidth": 0.6,
-    "axes.axisbelow": True,
-    "savefig.facecolor": "white",
-}
-
-#: Metadata written into the files: no date, so that the bytes depend on the input only.
-_METADATA: dict[str, dict[str, Any]] = {"png": {}, "svg": {"Date": None}}
-
-_DPI = 150
-
-
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _style() -> Iterator[None]:
-    """matplotlib's default style plus :data:`_RC`, restored on exit (the backend is not touched)."""
-    with matplotlib.style.context("default"), matplotlib.rc_context(_RC):
-        yield
-
-
-def _save(figure: Figure, out: Path) -> list[Path]:
-    """Write ``figure`` as ``out.png`` and ``out.svg`` atomically; returns both paths."""
-    out = Path(out)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = out.with_suffix(f".{fmt}")
-        with atomic_path(path, suffix=f".{fmt}") as temporary:
-            figure.savefig(temporary, format=fmt, dpi=_DPI, metadata=_METADATA[fmt])
-        paths.append(path)
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
-    return paths
 
 
 def _check_methods(methods: Sequence[MethodRuns]) -> tuple[MethodRuns, ...]:
@@ -115,10 +56,6 @@ def _check_methods(methods: Sequence[MethodRuns]) -> tuple[MethodRuns, ...]:
     if duplicates:
         raise ValueError(f"duplicate method name(s): {duplicates}")
     return methods
-
-
-def _seeds_note(n_seeds: int) -> str:
-    return f"{n_seeds} seeds" if n_seeds != 1 else "1 run"
 
 
 def _kind_legend(axes: Axes | Figure, kinds: Sequence[str], **kwargs: Any) -> None:
@@ -197,9 +134,9 @@ def plot_track_boxplots(
     durations = {table.attrs["frame_duration"] for table in values.values()}
     frame_duration = durations.pop() if len(durations) == 1 else None
 
-    with _style():
+    with style():
         figure = _boxplot_figure(methods, values, targets, metric, len(tracks), frame_duration)
-        return _save(figure, out)
+        return save(figure, out)
 
 
 def _box_limits(columns: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -404,9 +341,9 @@ def plot_seed_scatter(
     comparison naming an unknown method, or methods not covering the same tracks.
     """
     points, table = seed_scatter_data(methods, comparisons, targets, metric)
-    with _style():
+    with style():
         figure = _seed_scatter_figure(points, table)
-        return _save(figure, out)
+        return save(figure, out)
 
 
 def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
@@ -449,7 +386,7 @@ def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
         )
     axes.set_xticks(
         range(len(order)),
-        [f"{name}\n({_seeds_note(len(table.seed_values[name]))})" for name in order],
+        [f"{name}\n({seeds_note(len(table.seed_values[name]))})" for name in order],
     )
     axes.set_xlim(-0.6, len(order) - 0.4)
     axes.grid(axis="x", visible=False)
@@ -494,111 +431,4 @@ def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
             )
         )
     axes.legend(handles=handles, loc="best", fontsize=8.5)
-    return figure
-
-
-# --------------------------------------------------------------------------------------------------
-# Learning curves
-# --------------------------------------------------------------------------------------------------
-
-#: Columns a history.csv must have (written by demixbench.train.history).
-_HISTORY_REQUIRED: tuple[str, ...] = ("epoch", "train_loss", "valid_loss")
-
-
-def _read_history(path: Path) -> pd.DataFrame:
-    """One history.csv (demixbench.train.history's format) as a DataFrame; ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"history file {path} does not exist")
-    try:
-        history = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"{path}: cannot be read as CSV ({error})") from error
-    missing = [column for column in _HISTORY_REQUIRED if column not in history.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing} (has: {list(history.columns)})")
-    if history.empty:
-        raise ValueError(f"{path}: no epochs")
-    return history.sort_values("epoch", kind="stable")
-
-
-def _seed_label(path: Path) -> str:
-    """A history.csv's seed label: its directory name (``seed1`` in ``.../unet/seed1/history.csv``)."""
-    return Path(path).parent.name or str(path)
-
-
-def plot_learning_curves(histories: Mapping[str, Sequence[Path]], out: Path) -> list[Path]:
-    """Learning curves of several models, each with several seeds' ``history.csv``.
-
-    Panels: training loss, validation loss (sharing the y axis) and, when any history has the
-    column ``valid_nsdr``, the validation nSDR (dB, mean over targets); epochs on the shared x
-    axis. One line per seed, one colour per model; a dot marks each seed's best validation loss
-    (the epoch whose weights become the checkpoint). Writes ``out.png`` and ``out.svg`` and
-    returns their paths.
-
-    Raises ValueError for no models, a model without history files, or a missing or malformed file
-    (naming it).
-    """
-    if not histories:
-        raise ValueError("at least one model's history files are required")
-    data: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    for model, paths in histories.items():
-        paths = [Path(p) for p in paths]
-        if not paths:
-            raise ValueError(f"model {model!r}: no history files")
-        data[str(model)] = [(_seed_label(p), _read_history(p)) for p in paths]
-    with _style():
-        figure = _learning_curves_figure(data)
-        return _save(figure, out)
-
-
-def _learning_curves_figure(data: Mapping[str, Sequence[tuple[str, pd.DataFrame]]]) -> Figure:
-    has_nsdr = any("valid_nsdr" in history.columns for runs in data.values() for _, history in runs)
-    n_panels = 3 if has_nsdr else 2
-    figure = Figure(figsize=(4.3 * n_panels, 4.3), layout="constrained")
-    panels = figure.subplots(1, n_panels, sharex=True)
-    panels[1].sharey(panels[0])
-    columns = [("train_loss", "training loss"), ("valid_loss", "validation loss")]
-    if has_nsdr:
-        columns.append(("valid_nsdr", "validation nSDR"))
-    styles = ("-", "--", ":", "-.")
-    handles = []
-    for index, (model, runs) in enumerate(data.items()):
-        color = _MODEL_COLORS[index % len(_MODEL_COLORS)]
-        for seed_index, (seed, history) in enumerate(runs):
-            linestyle = styles[seed_index % len(styles)]
-            epochs = history["epoch"].to_numpy()
-            best = int(np.nanargmin(history["valid_loss"].to_numpy(dtype=np.float64)))
-            for axes, (column, _) in zip(panels, columns, strict=True):
-                if column not in history.columns:
-                    continue
-                series = history[column].to_numpy(dtype=np.float64)
-                axes.plot(
-                    epochs, series, color=color, linestyle=linestyle, linewidth=1.4, alpha=0.9, label=f"{model} {seed}"
-                )
-                if column in ("valid_loss", "valid_nsdr"):
-                    axes.plot(
-                        epochs[best],
-                        series[best],
-                        "o",
-                        color=color,
-                        markersize=4.5,
-                        markeredgecolor="black",
-                        markeredgewidth=0.5,
-                    )
-        handles.append(Line2D([], [], color=color, linewidth=2, label=f"{model} ({_seeds_note(len(runs))})"))
-    n_seeds_max = max(len(runs) for runs in data.values())
-    for seed_index in range(min(n_seeds_max, len(styles))):
-        labels = sorted({runs[seed_index][0] for runs in data.values() if len(runs) > seed_index})
-        handles.append(Line2D([], [], color="0.3", linestyle=styles[seed_index], label=" / ".join(labels)))
-    handles.append(Line2D([], [], color="0.3", marker="o", linestyle="", markersize=4.5, label="best validation loss"))
-    for axes, (_, title) in zip(panels, columns, strict=True):
-        axes.set_title(title)
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    panels[0].set_ylabel("reconstruction loss (each model's own)")
-    panels[1].tick_params(labelleft=True)
-    if has_nsdr:
-        panels[2].set_ylabel("nSDR (dB), mean over targets")
-    figure.legend(handles=handles, loc="outside right center", frameon=False)
     return figure

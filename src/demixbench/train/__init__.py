@@ -2,7 +2,9 @@
 
 - ``config``: ``TrainConfig``, ``GANConfig``, ``PRECISIONS``.
 - ``sampler``: random chunks of the decoded cache (``ChunkSampler``, ``BatchLoader``).
-- ``loop``: ``train()``, the loop and its parts.
+- ``parts``: what a run builds before its first step (``Parts``: model, optimisers, scheduler,
+  discriminator, mixed precision) and the DDP wrapping.
+- ``loop``: ``train()`` and its steps (discriminator step, generator loss, optimiser step, epoch end).
 - ``validate``: validation loss and nSDR per target.
 - ``state``: the rolling state that lets a killed run resume.
 - ``history``: ``history.csv`` and its plot.
