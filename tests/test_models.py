@@ -359,3 +359,16 @@ def test_waveform_gan_step_as_in_training():
         model.zero_grad()
         total.backward()
         assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", sorted(DISCRIMINATOR_CASES))
+def test_discriminators_draw_no_random_numbers_in_forward(kind):
+    """Training gives the discriminator a random stream of its own for its initialisation only
+    (demixbench.train.parts): a forward pass that drew from torch's generator would shift the
+    generator's dropout masks away from its baseline's at the same seed."""
+    args, inputs, _, _ = DISCRIMINATOR_CASES[kind]
+    discriminator = build_discriminator(kind, args).train()
+    model, estimate, _, condition = inputs()
+    before = torch.get_rng_state()
+    discriminator(estimate, condition)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -16,11 +16,13 @@ CONFIG = TrainConfig(seed=3, epochs=2, steps_per_epoch=3, batch_size=2, segment_
 GAN = GANConfig(discriminator_args={"in_channels": 10, "channels": [4, 8]}, warmup_steps=2, feature_match_weight=1.0)
 
 
-def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None):
+def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None, spec=SPEC):
+    """Train `spec` on the small dataset into tmp_path/name (input statistics for the U-Net's 257
+    bins; a model without input normalisation ignores them); returns (directory, history)."""
     out = tmp_path / name
     stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
     history = train(
-        SPEC,
+        spec,
         config,
         [decoded[t] for t in splits.train],
         [decoded[t] for t in splits.valid],
@@ -173,3 +175,41 @@ def test_mixed_precision_trains_a_gan_with_float32_master_weights(tmp_path, deco
     reference, _ = _run(tmp_path, decoded, small_splits, f"{precision}-fp32-reference", gan=GAN)
     fp32 = torch.load(reference / "model.pt", weights_only=True)
     assert not all(torch.equal(weights[k], fp32[k]) for k in weights)
+
+
+# ---- common random numbers: a GAN variant against its baseline at the same seed ---------------------
+
+FAMILIES = {
+    # generator spec, discriminator and its arguments
+    "unet": (SPEC, "patchgan", {"in_channels": 10, "channels": [4, 8]}),
+    "demucs_v1": (
+        ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1}),
+        "multiscale",
+        {"channels": 4, "max_channels": 16, "downsampling": [4, 4]},
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_gan_variant_that_never_changes_the_generator_ends_with_the_baselines_weights(
+    tmp_path, decoded, small_splits, family
+):
+    """Common random numbers: a variant draws the baseline's initialisation, data and dropout masks
+    at the same seed; only the discriminator has a stream of its own. So a variant whose adversarial
+    term is switched off (weight 0, or a warm-up longer than the training) ends bit-identical to the
+    baseline, and "variant - baseline" at one seed measures the GAN and nothing else."""
+    spec, discriminator, args = FAMILIES[family]
+    total_steps = CONFIG.epochs * CONFIG.steps_per_epoch
+
+    def generator_weights(name, gan):
+        out, _ = _run(tmp_path, decoded, small_splits, name, gan=gan, spec=spec)
+        return torch.load(out / "model.pt", weights_only=True)
+
+    baseline = generator_weights("baseline", None)
+    silent = generator_weights("weight0", GANConfig(discriminator, args, adv_weight=0.0, warmup_steps=0))
+    late = generator_weights("warmup", GANConfig(discriminator, args, warmup_steps=total_steps + 1))
+    active = generator_weights("active", GANConfig(discriminator, args, adv_weight=1.0, warmup_steps=0))
+    for variant in (silent, late):
+        assert variant.keys() == baseline.keys()
+        assert all(torch.equal(variant[key], baseline[key]) for key in baseline)
+    assert not all(torch.equal(active[key], baseline[key]) for key in baseline)  # the GAN does act

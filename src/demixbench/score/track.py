@@ -45,6 +45,8 @@ def bss_eval_museval(
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
     """
+    # Imported on use: museval imports musdb and stempeg, which refuse to import without ffmpeg
+    # on PATH and take seconds; the fast backend (the default) needs none of them.
     import museval
 
     sdr, isr, sir, sar = museval.evaluate(references, estimates, win=win, hop=hop, mode="v4", padding=True)

@@ -83,6 +83,17 @@ class Parts:
             save_state(self.state_file, self.fingerprint, self.stateful(), loader.rng_state(), progress, self.device)
 
 
+#: Entropy that separates the discriminator's random stream from the generator's (any fixed value;
+#: changing it changes every GAN variant's discriminator initialisation).
+_DISCRIMINATOR_STREAM = 0xD15C
+
+
+def discriminator_seed(seed: int) -> int:
+    """The seed of a GAN variant's discriminator initialisation: derived from the run's seed, and
+    independent of the stream the generator (the baseline's model) draws from."""
+    return int(np.random.SeedSequence([seed, _DISCRIMINATOR_STREAM]).generate_state(1)[0])
+
+
 def build_parts(
     model_spec: ModelSpec,
     config: TrainConfig,
@@ -95,7 +106,8 @@ def build_parts(
     """The separator (input stats set, BatchNorm synchronised in a multi-process run, on `device`)
     with its Adam optimiser and LR scheduler; for a GAN variant the discriminator, which must
     compare the separator's representation, with its own Adam; autocast and the loss scalers.
-    The weights are initialised from torch's generator as the caller seeded it."""
+    The separator's weights are initialised from torch's generator as the caller seeded it, the
+    discriminator's from a stream of its own (see discriminator_seed)."""
     model = build_model(model_spec.arch, model_spec.args)
     if input_stats is not None and hasattr(model, "set_input_stats"):
         model.set_input_stats(torch.from_numpy(input_stats[0]), torch.from_numpy(input_stats[1]))
@@ -107,7 +119,14 @@ def build_parts(
     scheduler = _make_scheduler(optimizer, config)
     discriminator = opt_d = None
     if gan is not None:
-        discriminator = build_discriminator(gan.discriminator, gan.discriminator_args).to(device)
+        # Common random numbers: the discriminator is initialised from a stream of its own, derived
+        # from the seed, so the generator's stream (its initialisation above, then its dropout masks)
+        # is the baseline's at the same seed, and "variant - baseline" at one seed is the effect of
+        # the GAN alone. (Discriminators draw no random numbers in forward: tests/test_models.py.)
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+            torch.manual_seed(discriminator_seed(config.seed))
+            discriminator = build_discriminator(gan.discriminator, gan.discriminator_args)
+        discriminator.to(device)
         if discriminator.domain != model.domain:
             compatible = sorted(name for name, cls in DISCRIMINATORS.items() if cls.domain == model.domain)
             raise ValueError(
