@@ -123,8 +123,10 @@ def build_parts(
         # from the seed, so the generator's stream (its initialisation above, then its dropout masks)
         # is the baseline's at the same seed, and "variant - baseline" at one seed is the effect of
         # the GAN alone. (Discriminators draw no random numbers in forward: tests/test_models.py.)
-        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-            torch.manual_seed(discriminator_seed(config.seed))
+        # Built on the CPU, so only the CPU generator is forked and seeded: no CUDA state (or
+        # context on every visible GPU of a multi-process run) is touched.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(discriminator_seed(config.seed))
             discriminator = build_discriminator(gan.discriminator, gan.discriminator_args)
         discriminator.to(device)
         if discriminator.domain != model.domain:
