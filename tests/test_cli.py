@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from demixbench import cli
+from demixbench import TARGETS, cli
 from demixbench.cli import main
 from demixbench.score.scorefile import METRICS
 from demixbench.table.build import build_table
-from demixbench.table.model import MethodRuns
-from table_helpers import SEED0, SEED1, SISEC18, uniform_run
+from demixbench.table.model import Comparison, MethodRuns
+from demixbench.table.plan import plan_seeds
+from table_helpers import SEED0, SEED1, SISEC18, seeded_runs, uniform_run, write_values
 
 
 def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,11 +49,18 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert list(document["aggregations"]) == ["mean"]  # SiSEC files carry no nSDR
     median = document
     assert median["rows"]["UHL2"]["kind"] == "imported"
-    vocals = median["differences"]["TAK1 - UHL2"]["vocals"]
+    # SiSEC entries are single runs: 1 vs 1, no test (no interval, p, mark or MDD).
+    difference = median["differences"]["TAK1 - UHL2"]
+    assert difference["design"] == "untested"
+    assert difference["seeds"] == "1 seed per side: seed variance unknown, no test"
+    vocals = difference["vocals"]
     assert vocals["mean"] == pytest.approx(0.67, abs=0.02)
-    assert vocals["ci_low"] <= vocals["mean"] <= vocals["ci_high"]
-    assert vocals["significant"] == (not vocals["ci_low"] <= 0 <= vocals["ci_high"])
-    assert 0 < vocals["p_value"] < 0.05
+    for name in ("se", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm", "significant", "mdd"):
+        assert vocals[name] is None, name
+    assert 0 < vocals["p_wilcoxon_tracks"] < 0.05  # the secondary per-track test only
+    assert document["statistics"]["n_tests"] == {"median": 0, "mean": 0}
+    assert "| TAK1 - UHL2 | 1 vs 1, no test | " in printed
+    assert "| TAK1 - UHL2: MDD | 80% power | n/a | n/a | n/a | n/a | n/a |" in printed
     assert "\\toprule" in (out / "sdr.tex").read_text(encoding="utf-8")
     assert "<table>" in (out / "sdr.html").read_text(encoding="utf-8")
 
@@ -81,6 +91,38 @@ def test_cli_metric_sar_and_bootstrap_options(tmp_path: Path, capsys: pytest.Cap
     ]
     assert document["rows"]["TAK1"]["seeds"]["TAK1"] == pytest.approx(expected)
     assert cli.METRICS == METRICS
+
+
+def test_cli_table_paired_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(30)
+    tracks = rng.normal(4.0, 2.0, size=(12, 4))
+    base = seeded_runs(tmp_path, "base", tracks + rng.normal(0.0, 0.1, size=(3, 12, 4)))
+    gan = seeded_runs(tmp_path, "gan", tracks + 3.0 + rng.normal(0.0, 0.1, size=(3, 12, 4)))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "table",
+            "--row", "base=" + ",".join(map(str, base)),
+            "--row", "gan=" + ",".join(map(str, gan)),
+            "--compare", "gan:base",
+            "--resamples", "300",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| gan - base | 3 vs 3, paired | +3." in printed
+    assert "| gan - base: MDD | 80% power | " in printed
+    document = json.loads((out / "sdr.json").read_text(encoding="utf-8"))
+    difference = document["differences"]["gan - base"]
+    assert difference["design"] == "paired"
+    assert difference["seeds"] == "paired by seed (3 seeds shared)"
+    for column in (*TARGETS, "All"):
+        assert difference[column]["significant"] is True
+        assert 0 < difference[column]["mdd"] < difference[column]["mean"]
+    frame = pd.read_csv(out / "sdr.csv")
+    rows = frame[frame["row"] == "gan - base"]
+    assert len(rows) == 2 * 5 and (rows["design"] == "paired").all()
 
 
 def test_cli_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +180,185 @@ def test_cli_data_error_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture[
     code = main(["table", "--row", f"full={full}", "--row", f"short={short}", "--out", str(tmp_path / "out")])
     assert code == 1
     assert "missing" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# demixbench plan
+# --------------------------------------------------------------------------------------------------
+
+
+def _seed_values(seed: int, n_seeds: int, shift: float = 0.0) -> np.ndarray:
+    """(seeds, 12 tracks, targets) scores: shared track difficulty, a per-seed offset, noise."""
+    rng = np.random.default_rng(seed)
+    tracks = np.random.default_rng(99).normal(4.0, 2.0, size=(12, 4))
+    return tracks + shift + rng.normal(0.0, 0.3, size=(n_seeds, 1, 4)) + rng.normal(0.0, 0.2, size=(n_seeds, 12, 4))
+
+
+def _joined(dirs: tuple[Path, ...]) -> str:
+    return ",".join(map(str, dirs))
+
+
+def _mdd_rows(printed: str) -> dict[tuple[str, str], list[float]]:
+    """(seeds per method, design) -> the MDD per column, from the printed Markdown table."""
+    rows = {}
+    for line in printed.splitlines():
+        parts = [part.strip() for part in line.strip("|").split("|")]
+        if line.startswith("| ") and len(parts) == 2 + len(TARGETS) + 1 and parts[0] != "seeds per method":
+            rows[parts[0], parts[1]] = [float(value) for value in parts[2:]]
+    return rows
+
+
+def test_cli_plan_baseline_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 3))
+    assert main(["plan", "--baseline", _joined(base), "--max-seeds", "6"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0] == "# Minimum detectable difference (dB), 80% power, alpha 0.05, 12 test tracks"
+    assert "lower bounds" in printed  # one method: the tracks' share is unknown
+    assert "(2 degrees of freedom)" in printed  # 3 seeds of one method
+    assert "| seeds per method | design | drums | bass | other | vocals | All |" in printed
+    rows = _mdd_rows(printed)
+    assert set(rows) == {*((str(n), "unpaired") for n in range(2, 7)), ("∞", "tracks only")}
+    assert rows["∞", "tracks only"] == [0.0] * 5  # no variant: no tracks' share
+    plan = plan_seeds(base)
+    assert plan.paired_sd is None and plan.seed_df == 2
+    for n in range(2, 7):
+        np.testing.assert_allclose(rows[str(n), "unpaired"], np.round(plan.mdd(n), 2), atol=1e-9)
+    # More seeds, smaller detectable differences.
+    for column in range(5):
+        values = [rows[str(n), "unpaired"][column] for n in range(2, 7)]
+        assert values == sorted(values, reverse=True) and values[0] > values[-1]
+
+
+def test_cli_plan_paired_json_and_difference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 3))
+    gan = seeded_runs(tmp_path, "gan", _seed_values(2, 3, shift=0.2))
+    out = tmp_path / "plan" / "plan.json"
+    arguments = ["plan", "--baseline", _joined(base), "--variant", _joined(gan), "--resamples", "300"]
+    code = main([*arguments, "--max-seeds", "5", "--difference", "0.5", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "paired: 3 seeds shared by both methods" in printed
+    assert "standard deviation of per-seed differences (paired)" in printed
+    assert "lower bounds" not in printed
+    rows = _mdd_rows(printed)
+    assert set(rows) == {
+        *((str(n), design) for n in range(2, 6) for design in ("unpaired", "paired")),
+        ("∞", "tracks only"),
+    }
+    plan = plan_seeds(base, gan, n_resamples=300)
+    assert plan.paired_sd is not None
+    for n in range(2, 6):
+        np.testing.assert_allclose(rows[str(n), "unpaired"], np.round(plan.mdd(n), 2), atol=1e-9)
+        np.testing.assert_allclose(rows[str(n), "paired"], np.round(plan.mdd(n, paired=True), 2), atol=1e-9)
+    assert min(rows["∞", "tracks only"]) > 0  # the tracks' share, measured from the variant
+    np.testing.assert_allclose(rows["∞", "tracks only"], np.round(plan.floor(), 2), atol=1e-9)
+    assert "Seeds per method to detect 0.5 dB:" in printed
+
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert set(document) == {
+        "columns", "alpha", "power", "n_tracks", "notes", "seed_sd", "seed_df", "paired_sd", "track_se",
+        "mdd", "mdd_tracks_only", "difference", "seeds_needed",
+    }  # fmt: skip
+    assert document["columns"] == [*TARGETS, "All"]
+    assert document["alpha"] == pytest.approx(0.05) and document["power"] == 0.8
+    assert document["n_tracks"] == 12 and document["seed_df"] == 4  # 3 + 3 seeds, 2 methods
+    assert document["difference"] == 0.5
+    np.testing.assert_allclose(document["seed_sd"], plan.seed_sd)
+    np.testing.assert_allclose(document["paired_sd"], plan.paired_sd)
+    np.testing.assert_allclose(document["track_se"], plan.track_se)
+    assert set(document["mdd"]) == {"unpaired", "paired"}
+    for design, paired in (("unpaired", False), ("paired", True)):
+        assert list(document["mdd"][design]) == ["2", "3", "4", "5"]
+        for n, values in document["mdd"][design].items():
+            np.testing.assert_allclose(values, plan.mdd(int(n), paired=paired))
+        needed = document["seeds_needed"][design]
+        assert list(needed) == document["columns"]
+        assert list(needed.values()) == plan.seeds_needed(0.5, paired=paired)
+        # The fewest seeds whose MDD is at most 0.5 dB.
+        for index, count in enumerate(needed.values()):
+            assert count is not None
+            assert plan.mdd(count, paired=paired)[index] <= 0.5
+            if count > 2:
+                assert plan.mdd(count - 1, paired=paired)[index] > 0.5
+        tail = printed.split("Seeds per method to detect 0.5 dB:")[1]
+        line = next(line for line in tail.splitlines() if line.startswith(f"- {design}: "))
+        assert line == f"- {design}: " + ", ".join(f"{column} {count}" for column, count in needed.items())
+    # Pairing by seed needs fewer seeds than not.
+    assert sum(document["seeds_needed"]["paired"].values()) < sum(document["seeds_needed"]["unpaired"].values())
+
+
+def test_cli_plan_mdd_matches_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A paired plan for as many seeds as measured predicts the MDD row of the table built from
+    the same runs."""
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 3))
+    gan = seeded_runs(tmp_path, "gan", _seed_values(2, 3, shift=0.2))
+    plan = plan_seeds(base, gan, n_resamples=300)
+    table = build_table(
+        [MethodRuns("gan", gan), MethodRuns("base", base)], [Comparison("gan", "base")], n_resamples=300
+    )
+    frame = table.data[table.data["row"] == "gan - base"].set_index("target")
+    np.testing.assert_allclose(frame.loc[list(table.columns), "mdd"].to_numpy(float), plan.mdd(3, paired=True))
+
+
+def test_cli_plan_unshared_seeds_are_unpaired(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = _seed_values(2, 3)
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 3))
+    gan = tuple(write_values(tmp_path / "gan" / f"run{s}", values[s]) for s in range(3))
+    assert main(["plan", "--baseline", _joined(base), "--variant", _joined(gan), "--resamples", "100"]) == 0
+    printed = capsys.readouterr().out
+    rows = _mdd_rows(printed)
+    assert ("2", "unpaired") in rows and not [key for key in rows if key[1] == "paired"]
+    assert "paired:" not in printed
+
+
+def test_cli_plan_single_seed_baseline_with_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A single-run baseline is enough when the variant has seeds: their variance is used."""
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 1))
+    gan = seeded_runs(tmp_path, "gan", _seed_values(2, 3))
+    assert main(["plan", "--baseline", _joined(base), "--variant", _joined(gan), "--resamples", "100"]) == 0
+    assert "seed variance pooled over 1 method(s) with 3 seeds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--baseline", "/definitely/not/a/dir"], "is not a directory"),
+        (["--baseline", "{base}", "--variant", "/definitely/not/a/dir"], "--variant"),
+        (["--baseline", "{base}", "--difference", "0"], "--difference must be positive"),
+        (["--baseline", "{base}", "--difference", "-0.3"], "--difference must be positive"),
+        (["--baseline", "{base}", "--alpha", "1.5"], "expected a number in (0, 1)"),
+        (["--baseline", "{base}", "--power", "0"], "expected a number in (0, 1)"),
+        (["--baseline", "a,,b"], "empty directory"),
+        (["--baseline", "{base}", "--max-seeds", "0"], "error:"),
+        (["--variant", "{base}"], "--baseline"),
+    ],
+)
+def test_cli_plan_usage_errors(
+    arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = _joined(seeded_runs(tmp_path, "base", _seed_values(1, 2)))
+    json_path = tmp_path / "plan.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", *(a.replace("{base}", base) for a in arguments), "--json", str(json_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+    assert not json_path.exists()
+
+
+def test_cli_plan_single_seed_baseline_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 1))
+    json_path = tmp_path / "plan.json"
+    assert main(["plan", "--baseline", _joined(base), "--json", str(json_path)]) == 1
+    captured = capsys.readouterr()
+    assert "demixbench plan: error:" in captured.err and "two seeds" in captured.err
+    assert captured.out == ""
+    assert not json_path.exists()
+
+
+def test_cli_plan_mismatched_tracks_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = seeded_runs(tmp_path, "base", _seed_values(1, 2))
+    (base[1] / "t11.json").unlink()
+    assert main(["plan", "--baseline", _joined(base)]) == 1
+    assert "same tracks" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytest
 from demixbench import TARGETS
 from demixbench.table.build import build_table
 from demixbench.table.model import AGGREGATIONS, Comparison, MethodRuns
+from demixbench.table.significance import compare, holm
 from table_helpers import (
     SEED0,
     SEED1,
@@ -108,39 +109,197 @@ def test_seed_labels_disambiguate_same_dir_names(tmp_path: Path) -> None:
 def test_difference_rows(tmp_path: Path) -> None:
     variant = (uniform_run(tmp_path / "gan" / "s0", SEED0), uniform_run(tmp_path / "gan" / "s1", SEED1))
     constant = {t: [1.0, 1.0, 1.0] for t in TARGETS}
-    base = (
-        uniform_run(tmp_path / "base" / "s0", constant),
-        uniform_run(tmp_path / "base" / "s1", {t: [0.0, 0.0, 0.0] for t in TARGETS}),
-    )
+    zero = {t: [0.0, 0.0, 0.0] for t in TARGETS}
+    base = (uniform_run(tmp_path / "base" / "s0", constant), uniform_run(tmp_path / "base" / "s1", zero))
+    # The same values as base under other seed names: not paired with gan.
+    other = (uniform_run(tmp_path / "other" / "t0", constant), uniform_run(tmp_path / "other" / "t1", zero))
     single_a = (uniform_run(tmp_path / "oracle", {t: [10.0, 10.0, 10.0] for t in TARGETS}),)
     single_b = (uniform_run(tmp_path / "mix", constant),)
     table = build_table(
         [
             MethodRuns("gan", variant),
             MethodRuns("base", base),
+            MethodRuns("other", other),
             MethodRuns("oracle", single_a, kind="oracle"),
             MethodRuns("mix", single_b, kind="oracle"),
         ],
-        [Comparison("gan", "base"), Comparison("oracle", "mix"), Comparison("gan", "mix")],
+        [
+            Comparison("gan", "base"),
+            Comparison("gan", "other"),
+            Comparison("oracle", "mix"),
+            Comparison("gan", "mix"),
+        ],
     )
-    # gan drums: mean 3, se 1; base: mean 0.5, se 0.5 -> difference 2.5 ± sqrt(1.25).
+    assert {label: design.kind for label, design in table.designs.items()} == {
+        "gan - base": "paired",
+        "gan - other": "unpaired",
+        "oracle - mix": "untested",
+        "gan - mix": "pooled",
+    }
+    # Paired by seed (s0, s1): drums per-seed differences 2 - 1 and 4 - 0 -> 2.5 ± std(1, 4) / sqrt(2).
     row = cell(table, "gan - base", "drums")
-    assert row["kind"] == "difference"
+    assert row["kind"] == "difference" and row["design"] == "paired"
     assert row["mean"] == pytest.approx(2.5)
-    assert row["se"] == pytest.approx(math.sqrt(1.0**2 + 0.5**2))
+    assert row["se"] == pytest.approx(1.5)
     assert pd.isna(row["n_seeds"])
-    # All: gan 3.375 ± 0.125, base 0.5 ± 0.5.
+    # All per seed: gan 3.25, 3.5; base 1, 0 -> differences 2.25, 3.5.
     row = cell(table, "gan - base", "All")
     assert row["mean"] == pytest.approx(2.875)
+    assert row["se"] == pytest.approx(0.625)
+    # Unpaired: gan drums mean 3, se 1; other: mean 0.5, se 0.5 -> 2.5 ± sqrt(1.25) (Welch).
+    row = cell(table, "gan - other", "drums")
+    assert row["design"] == "unpaired"
+    assert row["mean"] == pytest.approx(2.5)
+    assert row["se"] == pytest.approx(math.sqrt(1.0**2 + 0.5**2))
+    row = cell(table, "gan - other", "All")
     assert row["se"] == pytest.approx(math.sqrt(0.125**2 + 0.5**2))
-    # Two single runs: SE undefined.
+    # Two single runs: untested, no seed s.e., no interval, no test.
     row = cell(table, "oracle - mix", "vocals")
+    assert row["design"] == "untested"
     assert row["mean"] == pytest.approx(9.0)
-    assert math.isnan(row["se"])
-    # Multi-seed vs single run: the single run's NaN SE counts as 0.
+    assert row[["se", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm", "mdd"]].isna().all()
+    assert pd.isna(row["significant"])
+    # Multi-seed vs single run: pooled, the single run borrows gan's seed variance:
+    # vocals per seed 7, 6 -> variance 0.5 x (1/2 + 1/1).
     row = cell(table, "gan - mix", "vocals")
+    assert row["design"] == "pooled"
     assert row["mean"] == pytest.approx(5.5)
-    assert row["se"] == pytest.approx(0.5)
+    assert row["se"] == pytest.approx(math.sqrt(0.5 * 1.5))
+    # Every tested cell: the total s.e. adds the tracks' share to the seeds', the interval holds
+    # the estimate, the MDD is positive; significance is the Holm-adjusted p below alpha.
+    tested = table.data[table.data["design"].isin(["paired", "unpaired", "pooled"])]
+    assert len(tested) == 3 * len(table.columns)
+    assert (tested["se_total"] >= tested["se"] - 1e-12).all()
+    assert (tested["df"] > 0).all()
+    assert ((tested["ci_low"] <= tested["mean"]) & (tested["mean"] <= tested["ci_high"])).all()
+    assert (tested["mdd"] > 0).all()
+    assert (tested["p_holm"] >= tested["p_value"]).all()
+    assert (tested["significant"] == (tested["p_holm"] < table.alpha)).all()
+    # The JSON names the design and why.
+    document = table.to_dict()["differences"]
+    assert document["gan - base"]["design"] == "paired"
+    assert document["gan - base"]["seeds"] == "paired by seed (2 seeds shared)"
+    assert document["gan - other"]["seeds"] == "unpaired: seeds s0, s1, t0, t1 are on one side only"
+    assert document["gan - mix"]["seeds"] == "B has 1 seed: its seed variance is borrowed from A (pooled)"
+    assert document["oracle - mix"]["seeds"] == "1 seed per side: seed variance unknown, no test"
+
+
+def test_paired_seeds_match_by_label_not_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    variant = rng.normal(5.0, 1.0, size=(3, 8, 4))
+    baseline = variant - 0.5 + rng.normal(0.0, 0.2, size=(3, 8, 4))
+    gan = seeded_runs(tmp_path, "gan", variant)
+    base = seeded_runs(tmp_path, "base", baseline)
+    ordered = build_table([MethodRuns("gan", gan), MethodRuns("base", base)], [Comparison("gan", "base")])
+    shuffled = build_table(
+        [MethodRuns("gan", gan[::-1]), MethodRuns("base", base[1:] + base[:1])], [Comparison("gan", "base")]
+    )
+    names = ["mean", "se", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm", "mdd"]
+    for column in ordered.columns:
+        first, second = cell(ordered, "gan - base", column), cell(shuffled, "gan - base", column)
+        assert first["design"] == second["design"] == "paired"
+        np.testing.assert_allclose(first[names].to_numpy(float), second[names].to_numpy(float), rtol=1e-12)
+    # The paired s.e. is that of the per-seed differences, seed by seed.
+    per_seed = np.median(variant, axis=1) - np.median(baseline, axis=1)
+    assert cell(ordered, "gan - base", "drums")["se"] == pytest.approx(per_seed[:, 0].std(ddof=1) / math.sqrt(3))
+
+
+@pytest.mark.parametrize(("n_variant", "n_baseline", "same_names"), [(3, 3, True), (3, 2, False), (1, 4, False)])
+def test_difference_rows_are_compare(tmp_path: Path, n_variant: int, n_baseline: int, same_names: bool) -> None:
+    rng = np.random.default_rng(4)
+    variant = rng.normal(5.0, 1.0, size=(n_variant, 9, 4))
+    baseline = rng.normal(4.8, 1.0, size=(n_baseline, 9, 4))
+    gan = seeded_runs(tmp_path, "gan", variant)
+    base = seeded_runs(tmp_path, "base", baseline)
+    table = build_table(
+        [MethodRuns("gan", gan), MethodRuns("base", base)],
+        [Comparison("gan", "base")],
+        n_resamples=300,
+        bootstrap_seed=5,
+        confidence=0.9,
+        power=0.7,
+    )
+    for aggregation, statistic in (("median", "median"), ("mean", "mean")):
+        expected = compare(
+            variant,
+            baseline,
+            [d.name for d in gan],
+            [d.name for d in base],
+            over_tracks=statistic,
+            n_resamples=300,
+            seed=5,
+            confidence=0.9,
+            power=0.7,
+        )
+        assert expected.design.kind == ("paired" if same_names else "unpaired" if n_variant > 1 else "pooled")
+        frame = table.results[aggregation]
+        rows = frame[frame["row"] == "gan - base"].set_index("target").loc[list(table.columns)]
+        assert (rows["design"] == expected.design.kind).all()
+        for name, values in (
+            ("mean", expected.estimate),
+            ("se", expected.se_seeds),
+            ("se_total", expected.se),
+            ("df", expected.df),
+            ("ci_low", expected.ci_low),
+            ("ci_high", expected.ci_high),
+            ("p_value", expected.p_value),
+            ("mdd", expected.mdd),
+        ):
+            np.testing.assert_allclose(rows[name].to_numpy(float), values, rtol=1e-9, atol=1e-12, err_msg=name)
+        # One comparison: Holm over its 5 cells.
+        np.testing.assert_allclose(rows["p_holm"].to_numpy(float), holm(expected.p_value))
+        assert (rows["significant"] == (rows["p_holm"] < 0.1)).all()
+    document = table.to_dict()
+    assert document["statistics"]["alpha"] == pytest.approx(0.1)
+    assert document["statistics"]["power"] == 0.7
+
+
+def test_holm_across_the_cells_of_one_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    tracks = rng.normal(4.0, 2.0, size=(12, 4))
+    values = {
+        name: tracks + shift + rng.normal(0.0, 0.1, size=(3, 1, 4)) + rng.normal(0.0, 0.2, size=(3, 12, 4))
+        for name, shift in (("a", 0.0), ("b", 0.4), ("c", 6.0))
+    }
+    runs = {name: seeded_runs(tmp_path, name, array) for name, array in values.items()}
+    single = (write_values(tmp_path / "single" / "x", tracks),)
+    # (Not a constant shift: scipy's Wilcoxon test on tied differences over <= 13 tracks runs a
+    # slow permutation test.)
+    one_more = (write_values(tmp_path / "one_more" / "y", tracks + rng.normal(1.0, 0.3, size=tracks.shape)),)
+    comparisons = [
+        Comparison("b", "a"),
+        Comparison("c", "a"),
+        Comparison("c", "b"),
+        Comparison("single", "one_more"),  # untested: not in the family
+    ]
+    table = build_table(
+        [
+            *(MethodRuns(name, dirs) for name, dirs in runs.items()),
+            MethodRuns("single", single),
+            MethodRuns("one_more", one_more),
+        ],
+        comparisons,
+        n_resamples=300,
+    )
+    for aggregation in table.aggregations:
+        frame = table.results[aggregation]
+        differences = frame[frame["kind"] == "difference"]
+        tested = differences[differences["p_value"].notna()]
+        assert len(tested) == 3 * len(table.columns)
+        assert table.n_tests(aggregation) == len(tested)
+        # Holm over the whole table's cells, not per row.
+        np.testing.assert_allclose(tested["p_holm"].to_numpy(float), holm(tested["p_value"].to_numpy(float)))
+        per_row = np.concatenate(
+            [holm(tested[tested["row"] == c.label]["p_value"].to_numpy(float)) for c in comparisons[:3]]
+        )
+        assert not np.allclose(tested["p_holm"].to_numpy(float), per_row)
+        assert (tested["significant"] == (tested["p_holm"] < table.alpha)).all()
+        untested = differences[differences["row"] == "single - one_more"]
+        assert untested["p_holm"].isna().all() and untested["significant"].isna().all()
+        # The large difference is significant everywhere.
+        assert differences[differences["row"] == "c - a"]["significant"].all()
+    assert table.to_dict()["statistics"]["n_tests"] == {aggregation: 15 for aggregation in table.aggregations}
+    assert "Holm-adjusted across the 15 tested cells of this table" in table.long_caption("median")
 
 
 def test_unknown_comparison_method(tmp_path: Path) -> None:
@@ -250,7 +409,8 @@ def test_nsdr_aggregation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert "## nSDR (MDX), mean over tracks" in markdown
     section = markdown.split("## nSDR (MDX), mean over tracks")[1]
     assert "| sisec | 1 | n/a | n/a | n/a | n/a | n/a |" in section
-    assert "| model - sisec | 2 vs 1 | n/a |" in section
+    assert "| model - sisec | 2 vs 1, pooled | n/a |" in section
+    assert "| model - sisec: MDD | 80% power | n/a |" in section
     assert "no nSDR in the score files" in section
     document = table.to_dict()
     assert document["aggregations"]["nsdr"]["rows"]["sisec"]["drums"] == {"mean": None, "se": None}

@@ -10,13 +10,25 @@ table
             --metric SDR --out results/table
 
     Each ``--row NAME=DIR[,DIR...]`` is one table row (kind "imported"); several directories are
-    that method's seeds. ``--compare VARIANT:BASELINE`` adds a difference row with a paired
-    bootstrap confidence interval (``--resamples``, ``--bootstrap-seed``) and a Wilcoxon p-value;
+    that method's seeds. ``--compare VARIANT:BASELINE`` adds a difference row: paired by seed when
+    both rows have the same seed directory names, a t interval and test counting seeds and tracks
+    (tracks resampled ``--resamples`` times from ``--bootstrap-seed``), Holm-adjusted p-values and
+    the minimum detectable difference;
     ``--note NAME=TEXT`` records a row's provenance. ``--metric`` is one of SDR, ISR, SIR, SAR.
     Writes ``<stem>.md``, ``.csv``, ``.json``, ``.tex``, ``.html`` and ``.metrics.json`` (the
     headline numbers) into ``--out`` (the stem
     defaults to the metric in lower case: ``sdr``, ``sar``, ...) and prints the Markdown. See
     :mod:`demixbench.table` for the aggregations and statistics.
+
+plan
+    How many seeds does a comparison need? The minimum detectable difference per number of seeds
+    per method, from existing score directories of a baseline (and optionally a variant)::
+
+        demixbench plan --baseline runs/unet/seed1,runs/unet/seed2,runs/unet/seed3 \
+            --variant runs/unet_gan/seed1,runs/unet_gan/seed2,runs/unet_gan/seed3 --difference 0.3
+
+    Prints a Markdown report (``--json FILE`` also writes it as JSON). See
+    :mod:`demixbench.table.plan`.
 
 New commands register a subparser in :func:`build_parser` with a ``handler`` default taking
 ``(args, parser)`` and returning an exit code.
@@ -25,6 +37,7 @@ New commands register a subparser in :func:`build_parser` with a ``handler`` def
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -124,6 +137,57 @@ def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def _parse_dirs(value: str) -> tuple[Path, ...]:
+    """``DIR[,DIR...]`` -> directories; empty parts raise ArgumentTypeError."""
+    parts = [part.strip() for part in value.split(",")]
+    if any(not part for part in parts):
+        raise argparse.ArgumentTypeError(f"empty directory in {value!r} (expected DIR[,DIR...])")
+    return tuple(Path(part) for part in parts)
+
+
+def _probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}") from None
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}")
+    return number
+
+
+def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench plan``."""
+    # Imported here for the same reason as in _run_table.
+    from demixbench.fileio import atomic_write_text
+    from demixbench.table.plan import plan_seeds
+
+    for option, dirs in (("--baseline", args.baseline), ("--variant", args.variant or ())):
+        for directory in dirs:
+            if not directory.is_dir():
+                parser.error(f"{option}: {directory} is not a directory of per-track score files")
+    if args.difference is not None and args.difference <= 0:
+        parser.error(f"--difference must be positive, got {args.difference}")
+    try:
+        plan = plan_seeds(
+            args.baseline,
+            args.variant or (),
+            targets=tuple(args.targets) if args.targets else TARGETS,
+            metric=args.metric,
+            over_tracks_statistic=args.over_tracks,
+            n_resamples=args.resamples,
+            confidence=1.0 - args.alpha,
+            power=args.power,
+        )
+    except ValueError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        document = plan.to_dict(args.max_seeds, args.difference)
+        atomic_write_text(args.json, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    print(plan.to_markdown(args.max_seeds, args.difference), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``demixbench`` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -140,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a leaderboard from directories of per-track museval score files "
         "(*.json / *.json.gz): median over frames then median over tracks (SiSEC 2018), median over "
         "frames then mean over tracks, and for SDR the MDX nSDR where the files carry it; mean ± s.e. "
-        "over seeds; difference rows with a paired bootstrap confidence interval and a Wilcoxon "
-        "signed-rank p-value. Writes Markdown, CSV, JSON, LaTeX and HTML.",
+        "over seeds; difference rows paired by seed where the seeds match, with a t interval and test "
+        "counting seeds and tracks, Holm-adjusted p-values and minimum detectable differences "
+        "(docs/statistics.md). Writes Markdown, CSV, JSON, LaTeX and HTML.",
     )
     table.add_argument(
         "--row",
@@ -184,12 +249,49 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=2000,
         metavar="N",
-        help="paired bootstrap resamples for the difference rows' 95%% intervals (default: 2000)",
+        help="bootstrap resamples of the test tracks for the difference rows (default: 2000)",
     )
     table.add_argument(
         "--bootstrap-seed", type=int, default=0, metavar="SEED", help="random seed of the bootstrap (default: 0)"
     )
     table.set_defaults(handler=_run_table, subparser=table)
+
+    plan = commands.add_parser(
+        "plan",
+        help="how many seeds a comparison needs: minimum detectable differences from existing score files",
+        description="Measure the seed variance (and, given a variant, the paired seed variance and the "
+        "test tracks' share) from existing per-track score directories, one per seed, and print the "
+        "minimum detectable difference per number of seeds per method at the given power and alpha, "
+        "and with --difference the seeds needed to detect it (docs/statistics.md).",
+    )
+    plan.add_argument(
+        "--baseline", type=_parse_dirs, required=True, metavar="DIR[,DIR...]", help="the baseline's seed directories"
+    )
+    plan.add_argument(
+        "--variant", type=_parse_dirs, default=None, metavar="DIR[,DIR...]", help="the variant's seed directories"
+    )
+    plan.add_argument("--difference", type=float, default=None, metavar="DB", help="the difference to detect, in dB")
+    plan.add_argument(
+        "--max-seeds", type=_positive_int, default=10, metavar="N", help="seeds per method listed (default: 10)"
+    )
+    plan.add_argument("--metric", default="SDR", choices=METRICS, help="museval metric (default: SDR)")
+    plan.add_argument(
+        "--over-tracks", default="median", choices=("median", "mean"), help="aggregate over tracks (default: median)"
+    )
+    plan.add_argument(
+        "--targets", nargs="+", default=None, metavar="TARGET", help=f"targets (default: {' '.join(TARGETS)})"
+    )
+    plan.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default: 0.05)")
+    plan.add_argument("--power", type=_probability, default=0.8, help="power (default: 0.8)")
+    plan.add_argument(
+        "--resamples",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples of the tracks (default: 2000)",
+    )
+    plan.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the plan as JSON")
+    plan.set_defaults(handler=_run_plan, subparser=plan)
     return parser
 
 

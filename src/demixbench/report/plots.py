@@ -409,6 +409,9 @@ def _seed_scatter_figure(points: pd.DataFrame, table: Leaderboard) -> Figure:
             se = float(differences.at[comparison.label, "se"])
             text = f"{comparison.variant} − {comparison.baseline}: {mean:+.2f}"
             text += " dB" if math.isnan(se) else f" ± {se:.2f} dB"
+            significant = differences.at[comparison.label, "significant"]
+            if significant is not pd.NA and not significant:
+                text += " (n.s.)"  # the table's mark: Holm-adjusted, seeds and tracks counted
             axes.text((a + b) / 2, y + 0.01 * span, text, ha="center", va="bottom", fontsize=8.5)
         axes.set_ylim(low, max(high, top + 0.06 * span + len(comparisons) * step + 0.04 * span))
 

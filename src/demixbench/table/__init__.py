@@ -7,7 +7,11 @@ Modules
 ``runs``
     read one run: per-track medians over frames of a metric, per-track nSDR (``track_frame_medians``).
 ``stats``
-    aggregation over tracks, mean ± s.e. over seeds, paired bootstrap interval, Wilcoxon p-value.
+    aggregation over tracks, mean ± s.e. over seeds, the per-track Wilcoxon p-value (secondary).
+``significance``
+    the difference rows: seed design, seed and track variance, t interval and test, Holm, MDD.
+``plan``
+    ``demixbench plan``: minimum detectable differences per number of seeds, from score files.
 ``model``
     the rows (``MethodRuns``, ``Comparison``), the aggregations, and the built ``Leaderboard``
     with its captions and JSON structure.
@@ -38,29 +42,25 @@ over seeds** (sample standard deviation, ddof=1, / sqrt(n seeds); none for a sin
 number of seeds.
 
 A :class:`~demixbench.table.model.Comparison` adds a difference row "variant - baseline" to every
-table, with
+table (:func:`~demixbench.table.significance.compare`; docs/statistics.md explains and justifies
+each statistic):
 
 * ``mean``: mean over seeds of the variant minus that of the baseline;
-* ``se``: sqrt(se_variant² + se_baseline²), the seed-to-seed standard error of the difference (a
-  single run's missing s.e. counts as 0; NaN when both are single runs);
-* ``ci_low``, ``ci_high``: a **paired bootstrap percentile interval** (default 95 %, 2000
-  resamples, random seed 0; :func:`~demixbench.table.stats.paired_bootstrap_ci`). Each resample
-  draws the test tracks with replacement -- the same tracks for both methods (paired) -- and,
-  independently for each method, its seeds with replacement (a single run stays itself), then
-  recomputes the difference with the table's own aggregation: per resampled seed the median (or
-  mean) over the resampled tracks of the per-track values, the mean over seeds, variant minus
-  baseline; All = mean over targets. The interval holds the bootstrap distribution's central
-  ``confidence`` mass. Percentile intervals are not guaranteed to contain the estimate (they do in
-  practice);
-* ``significant``: False when the interval contains 0 (marked "n.s." in the text tables), True
-  otherwise, NA when the interval is undefined;
-* ``p_value``: two-sided **Wilcoxon signed-rank test** (:func:`scipy.stats.wilcoxon`, default
-  options) over tracks of the per-track values averaged over seeds, variant vs baseline; for All,
-  the per-track mean of the targets (:func:`~demixbench.table.stats.paired_wilcoxon`). Tracks with
-  a NaN on either side are dropped; NaN when no track differs. For the "median" and "mean" tables
-  the per-track values, hence the p-values, are the same. The test is about the per-track paired
-  differences while the interval is about the difference of the aggregates (e.g. of two medians
-  over tracks), so the two can disagree; significance is decided by the interval.
+* ``design``: ``paired`` when both methods have the same seed labels (two or more: per-seed
+  differences), ``unpaired`` when their seeds differ (Welch), ``pooled`` when one side is a single
+  run (it borrows the other side's seed variance), ``untested`` for one run per side (seed
+  variance unknown: no interval, test, mark or MDD);
+* ``se``: the standard error from the seeds alone, by design;
+* ``se_total``, ``df``: the standard error counting seeds and the test tracks (the variance of the
+  difference over bootstrap resamples of the tracks, the same draw for every seed of both methods,
+  added to the seed part) and its Welch-Satterthwaite degrees of freedom;
+* ``ci_low``, ``ci_high``: the ``confidence`` t interval; ``p_value``: the two-sided t test;
+* ``p_holm``: ``p_value`` Holm-adjusted across every tested difference cell of the same table (one
+  aggregation); ``significant``: ``p_holm`` below 1 - ``confidence`` (marked "n.s." otherwise);
+* ``mdd``: the minimum detectable difference at 80 % power (noncentral t), rendered as a row
+  under each difference row;
+* ``p_wilcoxon_tracks``: a secondary two-sided Wilcoxon signed-rank test over tracks of the
+  seed-averaged per-track values; it ignores seed variance and never marks significance.
 
 Every method (and every seed of a method) must cover exactly the same tracks; otherwise
 :func:`~demixbench.table.build.build_table` raises rather than compare numbers computed over

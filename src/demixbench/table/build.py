@@ -22,15 +22,8 @@ from demixbench.score.scorefile import METRICS
 from demixbench.table.model import ALL, OVER_TRACKS, Comparison, Leaderboard, MethodRuns
 from demixbench.table.render import DIFFERENCE_KIND
 from demixbench.table.runs import Run, read_run
-from demixbench.table.stats import (
-    check_bootstrap_settings,
-    combined_se,
-    mean_se,
-    over_tracks,
-    paired_bootstrap_ci,
-    paired_wilcoxon,
-    with_all,
-)
+from demixbench.table.significance import Difference, compare, holm, seed_design
+from demixbench.table.stats import check_bootstrap_settings, mean_se, over_tracks, paired_wilcoxon, with_all
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +38,38 @@ _COLUMNS: tuple[str, ...] = (
     "mean",
     "se",
     "n_seeds",
+    "design",
+    "se_total",
+    "df",
     "ci_low",
     "ci_high",
     "p_value",
+    "p_holm",
     "significant",
+    "mdd",
+    "p_wilcoxon_tracks",
 )
+
+#: dtypes of the tidy frame's columns.
+_DTYPES: dict[str, str] = {
+    "aggregation": "object",
+    "row": "object",
+    "kind": "object",
+    "target": "object",
+    "mean": "float64",
+    "se": "float64",
+    "n_seeds": "Int64",
+    "design": "object",
+    "se_total": "float64",
+    "df": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "p_value": "float64",
+    "p_holm": "float64",
+    "significant": "boolean",
+    "mdd": "float64",
+    "p_wilcoxon_tracks": "float64",
+}
 
 
 def _seed_labels(seed_dirs: Sequence[Path]) -> list[str]:
@@ -161,6 +181,7 @@ def _aggregate_table(
     n_resamples: int,
     bootstrap_seed: int,
     confidence: float,
+    power: float,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, dict[str, float]]]]:
     """One aggregation's tidy frame and per-seed values."""
     statistic = OVER_TRACKS[aggregation]
@@ -192,64 +213,80 @@ def _aggregate_table(
                     "mean": mean,
                     "se": se,
                     "n_seeds": len(labels),
+                    "design": None,
+                    "se_total": math.nan,
+                    "df": math.nan,
                     "ci_low": math.nan,
                     "ci_high": math.nan,
                     "p_value": math.nan,
+                    "p_holm": math.nan,
                     "significant": pd.NA,
+                    "mdd": math.nan,
+                    "p_wilcoxon_tracks": math.nan,
                 }
             )
 
+    differences: list[tuple[Comparison, Difference | None, np.ndarray]] = []
     for comparison in comparisons:
         variant, baseline = values[comparison.variant], values[comparison.baseline]
-        nan = np.full(len(columns), np.nan)
-        low, high, p_values = nan, nan, nan
-        if variant is not None and baseline is not None:
-            _, low, high = paired_bootstrap_ci(
-                variant,
-                baseline,
-                over_tracks=statistic,
-                n_resamples=n_resamples,
-                seed=bootstrap_seed,
-                confidence=confidence,
-            )
-            p_values = paired_wilcoxon(variant, baseline)
-        for index, column in enumerate(columns):
-            mean_v, se_v = summary[comparison.variant][column]
-            mean_b, se_b = summary[comparison.baseline][column]
-            ci_low, ci_high = float(low[index]), float(high[index])
-            defined = not (math.isnan(ci_low) or math.isnan(ci_high))
-            records.append(
-                {
-                    "aggregation": aggregation,
-                    "row": comparison.label,
-                    "kind": DIFFERENCE_KIND,
-                    "target": column,
-                    "mean": mean_v - mean_b,
-                    "se": combined_se(se_v, se_b),
-                    "n_seeds": pd.NA,
-                    "ci_low": ci_low,
-                    "ci_high": ci_high,
-                    "p_value": float(p_values[index]),
-                    "significant": (not ci_low <= 0.0 <= ci_high) if defined else pd.NA,
-                }
-            )
+        if variant is None or baseline is None:
+            differences.append((comparison, None, np.full(len(columns), np.nan)))
+            continue
+        difference = compare(
+            variant,
+            baseline,
+            seed_labels[comparison.variant],
+            seed_labels[comparison.baseline],
+            over_tracks=statistic,
+            n_resamples=n_resamples,
+            seed=bootstrap_seed,
+            confidence=confidence,
+            power=power,
+        )
+        differences.append((comparison, difference, paired_wilcoxon(variant, baseline)))
 
-    frame = pd.DataFrame.from_records(records, columns=list(_COLUMNS))
-    frame = frame.astype(
-        {
-            "aggregation": "object",
-            "row": "object",
-            "kind": "object",
-            "target": "object",
-            "mean": "float64",
-            "se": "float64",
-            "n_seeds": "Int64",
-            "ci_low": "float64",
-            "ci_high": "float64",
-            "p_value": "float64",
-            "significant": "boolean",
-        }
-    )
+    # Holm across every tested cell of this table: the family a reader scans for marks.
+    untested = np.full(len(columns), np.nan)
+    p_values = [untested if difference is None else difference.p_value for _, difference, _ in differences]
+    adjusted = holm(np.concatenate(p_values)).reshape(-1, len(columns)) if differences else []
+    alpha = 1.0 - confidence
+    for (comparison, difference, wilcoxon), p_holm in zip(differences, adjusted, strict=True):
+        design = seed_design(seed_labels[comparison.variant], seed_labels[comparison.baseline])
+        for index, column in enumerate(columns):
+            mean_v, _ = summary[comparison.variant][column]
+            mean_b, _ = summary[comparison.baseline][column]
+            record = {
+                "aggregation": aggregation,
+                "row": comparison.label,
+                "kind": DIFFERENCE_KIND,
+                "target": column,
+                "mean": mean_v - mean_b,
+                "se": math.nan,
+                "n_seeds": pd.NA,
+                "design": design.kind,
+                "se_total": math.nan,
+                "df": math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "p_value": math.nan,
+                "p_holm": float(p_holm[index]),
+                "significant": pd.NA if math.isnan(p_holm[index]) else bool(p_holm[index] < alpha),
+                "mdd": math.nan,
+                "p_wilcoxon_tracks": float(wilcoxon[index]),
+            }
+            if difference is not None:
+                record.update(
+                    se=float(difference.se_seeds[index]),
+                    se_total=float(difference.se[index]),
+                    df=float(difference.df[index]),
+                    ci_low=float(difference.ci_low[index]),
+                    ci_high=float(difference.ci_high[index]),
+                    p_value=float(difference.p_value[index]),
+                    mdd=float(difference.mdd[index]),
+                )
+            records.append(record)
+
+    frame = pd.DataFrame.from_records(records, columns=list(_COLUMNS)).astype(_DTYPES)
     return frame, seed_values
 
 
@@ -262,6 +299,7 @@ def build_table(
     n_resamples: int = 2000,
     bootstrap_seed: int = 0,
     confidence: float = 0.95,
+    power: float = 0.8,
 ) -> Leaderboard:
     """Aggregate score directories into a :class:`~demixbench.table.model.Leaderboard` (see
     :mod:`demixbench.table`).
@@ -272,11 +310,14 @@ def build_table(
     for SDR, when any method's files carry ``"nsdr"``, also the mean over tracks of the per-track
     nSDR ("nsdr" table; NA for methods without). "All" is the mean of the targets' values. Across
     seeds: mean, standard error (ddof=1 std / sqrt(n), NaN for one seed) and the number of seeds.
-    One difference row per comparison, per target and All: mean(variant) - mean(baseline) with SE
-    sqrt(se_v² + se_b²) (a single run's NaN SE counts as 0 when the other SE is defined; NaN when
-    both are single runs), a ``confidence`` paired bootstrap interval (:func:`paired_bootstrap_ci`,
-    ``n_resamples`` resamples from random seed ``bootstrap_seed``), ``significant`` (the interval
-    excludes 0) and a Wilcoxon signed-rank p-value (:func:`paired_wilcoxon`).
+    One difference row per comparison, per target and All (:func:`~demixbench.table.significance.compare`):
+    mean(variant) - mean(baseline); its seed design (paired by seed when both methods have the same
+    seed labels, else unpaired, pooled for a single run, untested for one run per side) and seed
+    standard error; a ``confidence`` t interval and two-sided t test whose standard error counts
+    the seeds and the tracks (``n_resamples`` track resamples from random seed ``bootstrap_seed``);
+    the p-value Holm-adjusted across all tested cells of the table, ``significant`` where it is
+    below 1 - ``confidence``; the minimum detectable difference at ``power``; and, as a secondary
+    statistic never used for significance, a per-track Wilcoxon signed-rank p-value.
 
     Raises ValueError for an unknown metric, duplicate method names, a comparison naming an unknown
     method, unreadable or ill-formed score files (naming the file), or when the seeds of a method or
@@ -287,6 +328,8 @@ def build_table(
     targets = tuple(targets)
     _validate_inputs(methods, comparisons, targets, metric)
     check_bootstrap_settings(n_resamples, confidence)
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power!r}")
 
     runs: dict[str, dict[str, Run]] = {}
     for method in methods:
@@ -323,6 +366,7 @@ def build_table(
             n_resamples=int(n_resamples),
             bootstrap_seed=bootstrap_seed,
             confidence=confidence,
+            power=power,
         )
 
     table = Leaderboard(
@@ -337,6 +381,11 @@ def build_table(
         n_resamples=int(n_resamples),
         bootstrap_seed=bootstrap_seed,
         confidence=confidence,
+        power=power,
+        designs={
+            comparison.label: seed_design(seed_labels[comparison.variant], seed_labels[comparison.baseline])
+            for comparison in comparisons
+        },
     )
     log.info(
         "built %s table: %d methods, %d comparisons, %d tracks, aggregations %s",

@@ -18,6 +18,7 @@ import pandas as pd
 
 from demixbench.table import render
 from demixbench.table.render import DIFFERENCE_KIND
+from demixbench.table.significance import DESIGNS, SeedDesign
 
 __all__ = [
     "AGGREGATIONS",
@@ -51,7 +52,19 @@ PRIMARY_AGGREGATION: str = "median"
 OVER_TRACKS: dict[str, str] = {"median": "median", "mean": "mean", "nsdr": "mean"}
 
 #: Statistics of a difference cell, as named in CSV/JSON.
-_DIFFERENCE_STATISTICS: tuple[str, ...] = ("mean", "se", "ci_low", "ci_high", "p_value", "significant")
+_DIFFERENCE_STATISTICS: tuple[str, ...] = (
+    "mean",
+    "se",
+    "se_total",
+    "df",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "significant",
+    "mdd",
+    "p_wilcoxon_tracks",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,8 +142,12 @@ class Leaderboard:
     results: aggregation key (see :data:`AGGREGATIONS`) -> tidy DataFrame, one row per (row,
         target) with columns ``aggregation``, ``row``, ``kind`` (model, oracle, imported or
         difference), ``target`` (each target, then ``"All"``), ``mean``, ``se``, ``n_seeds``
-        (nullable integer; NA for difference rows), and for difference rows ``ci_low``,
-        ``ci_high``, ``p_value`` and ``significant`` (nullable boolean; NA for method rows).
+        (nullable integer; NA for difference rows), and for difference rows (NaN/NA for method
+        rows) ``design`` (paired, unpaired, pooled or untested), ``se_total`` (seeds and tracks),
+        ``df``, ``ci_low``, ``ci_high``, ``p_value`` (uncorrected), ``p_holm`` (Holm-adjusted across
+        the table's tested cells), ``significant`` (nullable boolean: ``p_holm`` < 1 -
+        ``confidence``), ``mdd`` (minimum detectable difference at ``power``) and
+        ``p_wilcoxon_tracks`` (secondary per-track test, never used for significance).
     seeds: aggregation key -> row -> seed label -> target or ``"All"`` -> per-seed value.
     metric: the metric aggregated, e.g. ``"SDR"``.
     n_tracks: number of test tracks every method covers.
@@ -138,7 +155,11 @@ class Leaderboard:
     comparisons: the comparisons behind the difference rows.
     frame_duration: the score files' common frame duration in seconds, None when they disagree.
     notes: row -> provenance note (rows without a note absent).
-    n_resamples, bootstrap_seed, confidence: the paired bootstrap's settings.
+    n_resamples, bootstrap_seed: the bootstrap over test tracks behind the difference rows'
+        track variance.
+    confidence: the difference rows' interval level; 1 - confidence is the table's alpha.
+    power: the power at which the minimum detectable differences are computed.
+    designs: difference row label -> how the two methods' seeds relate (:class:`SeedDesign`).
     """
 
     results: Mapping[str, pd.DataFrame]
@@ -152,6 +173,8 @@ class Leaderboard:
     n_resamples: int = 2000
     bootstrap_seed: int = 0
     confidence: float = 0.95
+    power: float = 0.8
+    designs: Mapping[str, SeedDesign] = field(default_factory=dict)
 
     # -- access -------------------------------------------------------------------------------------
 
@@ -212,22 +235,43 @@ class Leaderboard:
         """One line stating the aggregation and the number of test tracks."""
         return f"{self.describe(aggregation)}; {self.n_tracks} test tracks."
 
+    @property
+    def alpha(self) -> float:
+        """The table's significance level, 1 - :attr:`confidence`."""
+        return round(1.0 - self.confidence, 12)  # 0.05, not 0.050000000000000044
+
+    def n_tests(self, aggregation: str = PRIMARY_AGGREGATION) -> int:
+        """How many difference cells of one aggregation's table carry a test (Holm's family size)."""
+        self._check_key(aggregation)
+        frame = self.results[aggregation]
+        return int(frame["p_value"].notna().sum())
+
     def statistics(self) -> dict[str, str]:
         """What every reported statistic is, keyed by its CSV/JSON name (also in the captions)."""
         level = f"{self.confidence:.0%}"
         return {
             "mean": "per seed, the aggregate over tracks of the per-track values; then the mean over seeds. "
-            "All: per seed, the mean of the targets.",
+            "All: per seed, the mean of the targets. Difference rows: A's mean minus B's.",
             "se": "standard error over seeds: sample standard deviation (ddof=1) / sqrt(number of seeds); "
-            "none for a single run. Difference rows: sqrt(s.e.A² + s.e.B²), a single run counting 0.",
-            "ci": f"ci_low, ci_high: {level} paired bootstrap percentile interval of the difference A - B "
-            f"({self.n_resamples} resamples, random seed {self.bootstrap_seed}): tracks resampled "
-            "with replacement, the same for A and B; each method's seeds resampled with replacement "
-            "independently; the table's aggregation recomputed on every resample.",
-            "significant": "false (n.s.) when the interval contains 0.",
-            "p_value": "two-sided Wilcoxon signed-rank test over tracks of A's vs B's per-track values "
-            "averaged over seeds (All: per-track mean of the targets). It tests the per-track paired "
-            "differences, the interval the difference of the aggregates, so the two can disagree.",
+            "none for a single run. Difference rows: from the seeds alone, by design: paired, the s.e. "
+            "of the per-seed differences; unpaired, sqrt(s.e.A² + s.e.B²); pooled, the seed variance of "
+            "the side with several seeds times (1/nA + 1/nB); none when untested.",
+            "design": "; ".join(f"{kind}: {text}" for kind, text in DESIGNS.items()),
+            "se_total": "standard error counting seeds and tracks: sqrt(se² + v), v the variance of the "
+            f"difference over {self.n_resamples} bootstrap resamples of the test tracks (random seed "
+            f"{self.bootstrap_seed}; the same tracks for every seed of both methods, seeds held fixed).",
+            "df": "degrees of freedom of the test: the seed part's (pairs - 1; Welch-Satterthwaite over both "
+            "sides when unpaired; the borrowing side's seeds - 1 when pooled).",
+            "ci": f"ci_low, ci_high: {level} t interval mean ± t(df) se_total.",
+            "p_value": "two-sided t test of no difference, mean / se_total with df degrees of freedom; uncorrected.",
+            "p_holm": "p_value Holm-adjusted across every tested difference cell of the same table (one aggregation).",
+            "significant": f"p_holm < {self.alpha:g}; none when untested.",
+            "mdd": f"minimum detectable difference: the true difference the test detects with "
+            f"{self.power:.0%} power at alpha {self.alpha:g} (uncorrected), from se_total and df "
+            "(noncentral t).",
+            "p_wilcoxon_tracks": "secondary: two-sided Wilcoxon signed-rank test over tracks of A's vs B's "
+            "per-track values averaged over seeds. It ignores seed variance, so it is never used to mark "
+            "significance.",
         }
 
     def long_caption(self, aggregation: str = PRIMARY_AGGREGATION) -> str:
@@ -247,16 +291,32 @@ class Leaderboard:
         )
         if self.comparisons:
             level = f"{self.confidence:.0%}"
+            alpha = f"{self.alpha:g}"
             parts.append(
-                "Difference rows A - B: A minus B ± sqrt(s.e.A² + s.e.B²); "
-                f"[low, high]: {level} paired bootstrap percentile interval ({self.n_resamples} resamples, "
-                f"seed {self.bootstrap_seed}; tracks resampled with replacement, the same for A and B, and "
-                "each method's seeds independently; "
-                "the aggregation recomputed); n.s.: the interval contains 0 (not significant); p: two-sided "
-                "Wilcoxon signed-rank test over tracks of per-track values averaged over seeds (All: "
-                "per-track mean of the targets), which tests the per-track differences rather than the "
-                "difference of the aggregates and so can disagree with the interval."
+                "Difference rows A - B: A minus B ± s.e. over seeds: paired by seed when A and B were "
+                "trained with the same seeds (the s.e. of the per-seed differences), unpaired otherwise "
+                "(sqrt(s.e.A² + s.e.B²)); a side with a single run borrows the other side's seed variance "
+                "(pooled); with one run per side the seed variance is unknown and no test is made. "
+                f"[low, high]: {level} t interval whose standard error adds the seeds' variance and the "
+                f"test tracks' (tracks resampled {self.n_resamples} times, seed {self.bootstrap_seed}, "
+                "the same tracks for every seed of both sides) and the seeds' degrees of freedom. "
+                + (
+                    f"p: two-sided t test, Holm-adjusted across the {self.n_tests(aggregation)} tested cells "
+                    f"of this table (the interval is not adjusted); n.s.: adjusted p ≥ {alpha}. "
+                    if self.n_tests(aggregation)
+                    else "No cell is tested: every comparison has one run per side. "
+                )
+                + "MDD: the smallest true difference the test "
+                f"detects with {self.power:.0%} power at alpha {alpha} (uncorrected), from the observed "
+                "variances; a difference below it cannot be told from seed and track noise."
             )
+            designs = [
+                f"{label}: {self.designs[label].reason}"
+                for label in (c.label for c in self.comparisons)
+                if label in self.designs
+            ]
+            if designs:
+                parts.append("Seeds: " + "; ".join(designs) + ".")
         return " ".join(parts)
 
     # -- formats (demixbench.table.render) ---------------------------------------------------------
@@ -290,9 +350,12 @@ class Leaderboard:
             kind = str(part["kind"].iloc[0])
             if kind == DIFFERENCE_KIND:
                 comparison = comparisons[label]
+                design = self.designs.get(label)
                 differences[label] = {
                     "variant": comparison.variant,
                     "baseline": comparison.baseline,
+                    "design": None if design is None else design.kind,
+                    "seeds": None if design is None else design.reason,
                     **{
                         column: {name: part.at[column, name] for name in _DIFFERENCE_STATISTICS}
                         for column in self.columns
@@ -324,11 +387,13 @@ class Leaderboard:
 
             {"metric", "unit", "n_tracks", "frame_duration", "targets",
              "primary": "median", "title", "description", "aggregation" (= description),
-             "statistics": {name: description, ..., "confidence", "n_resamples", "bootstrap_seed"},
+             "statistics": {name: description, ..., "confidence", "alpha", "power", "n_resamples",
+                            "bootstrap_seed", "n_tests": {aggregation: Holm family size}},
              "notes": {row: note},
              "rows": {row: {"kind", "n_seeds", column: {"mean", "se"}, "seeds": {seed: {column: v}}}},
-             "differences": {label: {"variant", "baseline",
-                 column: {"mean", "se", "ci_low", "ci_high", "p_value", "significant"}}},
+             "differences": {label: {"variant", "baseline", "design", "seeds" (the design in words),
+                 column: {"mean", "se", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm",
+                          "significant", "mdd", "p_wilcoxon_tracks"}}},
              "aggregations": {"mean": {"title", "description", "rows", "differences"}, "nsdr": {...}}}
         """
         primary = self._aggregation_dict(PRIMARY_AGGREGATION)
@@ -345,8 +410,11 @@ class Leaderboard:
             "statistics": {
                 **self.statistics(),
                 "confidence": self.confidence,
+                "alpha": self.alpha,
+                "power": self.power,
                 "n_resamples": self.n_resamples,
                 "bootstrap_seed": self.bootstrap_seed,
+                "n_tests": {aggregation: self.n_tests(aggregation) for aggregation in self.aggregations},
             },
             "notes": dict(self.notes),
             "rows": primary["rows"],

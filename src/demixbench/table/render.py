@@ -3,7 +3,9 @@ files (Markdown, CSV, JSON, LaTeX, HTML and the DVC metrics file).
 
 Every function takes the built table; the table's ``to_*`` methods and ``write`` call them. Cells
 read ``4.21 ± 0.13`` (mean ± s.e. over seeds), ``4.21`` for a single run, ``n/a`` for NaN, and
-difference cells ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)`` with ``n.s.`` when the interval holds 0.
+difference cells ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)`` (p Holm-adjusted) with ``n.s.`` when
+the adjusted p is not below the table's alpha. Each difference row is followed by its minimum
+detectable differences (``MDD`` row); the seeds column of a difference row names its design.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DIFFERENCE_KIND",
+    "MDD_KIND",
     "Cell",
     "html",
     "latex",
@@ -41,6 +44,13 @@ __all__ = [
 
 #: The kind of a difference row (methods' rows have one of :data:`~demixbench.table.model.KINDS`).
 DIFFERENCE_KIND = "difference"
+
+#: The kind of the rendered row under each difference row holding its minimum detectable
+#: differences (only in the rendered tables; CSV and JSON hold them as ``mdd``).
+MDD_KIND = "mdd"
+
+#: Seed design -> how the seeds column of a difference row names it.
+_DESIGN_WORDS: dict[str, str] = {"paired": "paired", "unpaired": "unpaired", "pooled": "pooled", "untested": "no test"}
 
 #: Cell style -> (how a number is written, the plus-minus sign): plain text (Markdown, HTML) or
 #: LaTeX (numbers in math mode).
@@ -79,6 +89,7 @@ class Cell:
     ci_high: float = math.nan
     p_value: float = math.nan
     significant: bool | None = None
+    detectable: bool = False
 
     @property
     def not_significant(self) -> bool:
@@ -97,7 +108,8 @@ def _format_p(p_value: float) -> str:
 
 def _format_cell(cell: Cell, style: str = "text") -> str:
     """One cell as text: ``4.21 ± 0.13``; ``4.21`` for one seed; ``n/a`` for NaN; differences
-    ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)``, ``n.s.`` when the interval holds 0.
+    ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)`` (p Holm-adjusted), ``n.s.`` when not significant;
+    MDD cells ``0.42``.
 
     ``style`` "text" (Markdown, HTML) writes that; "latex" the same with the numbers in math
     mode and ``$\\pm$``: ``$+0.12 \\pm 0.05$ [$+0.02$, $+0.22$] ($p=0.013$)``.
@@ -105,6 +117,8 @@ def _format_cell(cell: Cell, style: str = "text") -> str:
     number, plus_minus = _CELL_STYLES[style]
     if math.isnan(cell.mean):
         return "n/a"
+    if cell.detectable:
+        return number.format(f"{cell.mean:.2f}")
     value = f"{cell.mean:+.2f}" if cell.difference else f"{cell.mean:.2f}"
     if not math.isnan(cell.se):
         value += f"{plus_minus}{cell.se:.2f}"
@@ -157,7 +171,8 @@ def _escape_latex(text: str) -> str:
 
 
 def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str, list[Cell]]]:
-    """(label, kind, seeds text, cells) for one aggregation, in table order."""
+    """(label, kind, seeds text, cells) for one aggregation, in table order; each difference row
+    is followed by its MDD row (kind :data:`MDD_KIND`)."""
     frame = table.results[aggregation]
     comparisons = {comparison.label: comparison for comparison in table.comparisons}
     n_seeds = {label: len(per_seed) for label, per_seed in table.seeds[aggregation].items()}
@@ -169,6 +184,9 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
         if difference:
             comparison = comparisons[label]
             seeds = f"{n_seeds[comparison.variant]} vs {n_seeds[comparison.baseline]}"
+            design = table.designs.get(label)
+            if design is not None:
+                seeds += f", {_DESIGN_WORDS[design.kind]}"
         else:
             seeds = str(n_seeds[label])
         cells = []
@@ -181,11 +199,14 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
                     difference=difference,
                     ci_low=_float(part.at[column, "ci_low"]),
                     ci_high=_float(part.at[column, "ci_high"]),
-                    p_value=_float(part.at[column, "p_value"]),
+                    p_value=_float(part.at[column, "p_holm"]),
                     significant=None if significant is pd.NA else bool(significant),
                 )
             )
         rows.append((label, kind, seeds, cells))
+        if difference:
+            mdd = [Cell(mean=_float(part.at[column, "mdd"]), se=math.nan, detectable=True) for column in table.columns]
+            rows.append((f"{label}: MDD", MDD_KIND, f"{table.power:.0%} power", mdd))
     return rows
 
 
@@ -249,12 +270,12 @@ def latex(table: Leaderboard) -> str:
         ]
         previous_difference = False
         for index, (label, kind, seeds, cells) in enumerate(rendered):
-            difference = kind == DIFFERENCE_KIND
+            difference = kind in (DIFFERENCE_KIND, MDD_KIND)
             if difference and not previous_difference and index > 0:
                 lines.append("\\midrule")
             previous_difference = difference
             values = [_format_cell(cell, "latex") for cell in cells]
-            lines.append(" & ".join([_escape_latex(label), seeds, *values]) + " \\\\")
+            lines.append(" & ".join([_escape_latex(label), _escape_latex(seeds), *values]) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     if table.notes:
         kinds = _kinds(table)
