@@ -111,7 +111,7 @@ def test_csv(small_table: Leaderboard, tmp_path: Path) -> None:
     path = small_table.to_csv(tmp_path / "out.csv")
     frame = pd.read_csv(path)
     assert list(frame.columns) == [
-        "aggregation", "row", "kind", "target", "mean", "se", "n_seeds", "design", "se_total", "df",
+        "aggregation", "row", "kind", "target", "mean", "se", "n_seeds", "n_tracks", "design", "se_total", "df",
         "ci_low", "ci_high", "p_value", "p_holm", "significant", "mdd", "p_wilcoxon_tracks",
     ]  # fmt: skip
     assert len(frame) == 2 * 4 * 5  # aggregations x rows x columns
@@ -119,6 +119,9 @@ def test_csv(small_table: Leaderboard, tmp_path: Path) -> None:
     median = frame[frame["aggregation"] == "median"]
     unet = median[(median["row"] == "unet") & (median["target"] == "drums")].iloc[0]
     assert (unet["kind"], unet["mean"], unet["se"], unet["n_seeds"]) == ("model", 3.0, 1.0, 2)
+    assert unet["n_tracks"] == 3
+    silent = median[(median["row"] == "silent") & (median["target"].isin(["vocals", "All"]))]
+    assert list(silent["n_tracks"]) == [0, 0]
     assert unet[["design", "se_total", "df", "ci_low", "p_value", "p_holm", "significant", "mdd"]].isna().all()
     assert pd.isna(unet["p_wilcoxon_tracks"])
     difference = median[(median["row"] == "unet - IRM2") & (median["target"] == "drums")].iloc[0]
@@ -421,3 +424,27 @@ def test_latex_mdd_row_is_escaped(design_table: Leaderboard) -> None:
         assert " & 80\\% power & " in line
         assert line.endswith(" \\\\")
         assert "%" not in line.replace("\\%", "")  # no unescaped percent sign: no comment
+
+
+def test_cells_on_fewer_tracks_say_so(tmp_path: Path) -> None:
+    """A target silent on one test track (its score is NaN there) rests on one track fewer: the
+    cell, the difference cell and All say how many, and the caption why."""
+    rng = np.random.default_rng(8)
+    base = rng.normal(5.0, 1.0, size=(3, 6, 4))
+    other = base + rng.normal(0.3, 0.2, size=(3, 6, 4))
+    other[:, 2, 3] = np.nan  # vocals undefined on track t02 in every seed
+    a = seeded_runs(tmp_path, "a", base)
+    b = seeded_runs(tmp_path, "b", other)
+    table = build_table([MethodRuns("a", a), MethodRuns("b", b)], [Comparison("b", "a")], n_resamples=100)
+    frame = table.data.set_index(["row", "target"])
+    assert frame.at[("a", "vocals"), "n_tracks"] == 6 and frame.at[("b", "vocals"), "n_tracks"] == 5
+    assert frame.at[("b", "All"), "n_tracks"] == 5 and frame.at[("b", "drums"), "n_tracks"] == 6
+    assert frame.at[("b - a", "vocals"), "n_tracks"] == 5
+    markdown = table.to_markdown()
+    row_b = next(line for line in markdown.splitlines() if line.startswith("| b | "))
+    cells = row_b.rstrip(" |").split(" | ")  # method, seeds, drums, bass, other, vocals, All
+    assert not cells[2].endswith("tracks)") and cells[5].endswith("(5 tracks)") and cells[6].endswith("(5 tracks)")
+    difference = next(line for line in markdown.splitlines() if line.startswith("| b - a | "))
+    assert difference.rstrip(" |").split(" | ")[5].endswith("(5 tracks)")
+    assert "(N tracks): the cell rests on N of the 6 tracks" in table.long_caption()
+    assert "(N tracks)" not in build_table([MethodRuns("a", a)]).long_caption()

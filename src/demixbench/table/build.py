@@ -38,6 +38,7 @@ _COLUMNS: tuple[str, ...] = (
     "mean",
     "se",
     "n_seeds",
+    "n_tracks",
     "design",
     "se_total",
     "df",
@@ -59,6 +60,7 @@ _DTYPES: dict[str, str] = {
     "mean": "float64",
     "se": "float64",
     "n_seeds": "Int64",
+    "n_tracks": "Int64",
     "design": "object",
     "se_total": "float64",
     "df": "float64",
@@ -170,6 +172,17 @@ def _per_track_values(
     return medians, nsdr
 
 
+def _tracks_per_column(*arrays: np.ndarray | None) -> list[int | None]:
+    """Per column (targets, then All), the tracks a cell rests on: those with a value (not NaN, e.g.
+    not a silent reference) in every seed of every array given; All, the fewest of its targets.
+    None where an array is missing. ``arrays`` are (seeds, tracks, targets)."""
+    if any(array is None for array in arrays):
+        return [None] * (arrays[0].shape[2] + 1 if arrays[0] is not None else 1)
+    defined = np.logical_and.reduce([~np.isnan(array).any(axis=0) for array in arrays])  # (tracks, targets)
+    counts = [int(count) for count in defined.sum(axis=0)]
+    return [*counts, min(counts)]
+
+
 def _aggregate_table(
     aggregation: str,
     methods: tuple[MethodRuns, ...],
@@ -201,6 +214,7 @@ def _aggregate_table(
             for label, row in zip(labels, per_seed, strict=True)
         }
         summary[method.name] = {}
+        n_tracks = _tracks_per_column(array) if array is not None else [None] * len(columns)
         for index, column in enumerate(columns):
             mean, se = mean_se(per_seed[:, index])
             summary[method.name][column] = (mean, se)
@@ -213,6 +227,7 @@ def _aggregate_table(
                     "mean": mean,
                     "se": se,
                     "n_seeds": len(labels),
+                    "n_tracks": pd.NA if n_tracks[index] is None else n_tracks[index],
                     "design": None,
                     "se_total": math.nan,
                     "df": math.nan,
@@ -252,6 +267,12 @@ def _aggregate_table(
     alpha = 1.0 - confidence
     for (comparison, difference, wilcoxon), p_holm in zip(differences, adjusted, strict=True):
         design = seed_design(seed_labels[comparison.variant], seed_labels[comparison.baseline])
+        variant, baseline = values[comparison.variant], values[comparison.baseline]
+        n_tracks = (
+            _tracks_per_column(variant, baseline)
+            if variant is not None and baseline is not None
+            else [None] * len(columns)
+        )
         for index, column in enumerate(columns):
             mean_v, _ = summary[comparison.variant][column]
             mean_b, _ = summary[comparison.baseline][column]
@@ -263,6 +284,7 @@ def _aggregate_table(
                 "mean": mean_v - mean_b,
                 "se": math.nan,
                 "n_seeds": pd.NA,
+                "n_tracks": pd.NA if n_tracks[index] is None else n_tracks[index],
                 "design": design.kind,
                 "se_total": math.nan,
                 "df": math.nan,

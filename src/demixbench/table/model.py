@@ -240,6 +240,12 @@ class Leaderboard:
         """The table's significance level, 1 - :attr:`confidence`."""
         return round(1.0 - self.confidence, 12)  # 0.05, not 0.050000000000000044
 
+    def fewer_tracks(self, aggregation: str = PRIMARY_AGGREGATION) -> bool:
+        """Whether some cell of one aggregation's table rests on fewer tracks than the table's."""
+        self._check_key(aggregation)
+        counts = self.results[aggregation]["n_tracks"].dropna()
+        return bool((counts < self.n_tracks).any())
+
     def n_tests(self, aggregation: str = PRIMARY_AGGREGATION) -> int:
         """How many difference cells of one aggregation's table carry a test (Holm's family size)."""
         self._check_key(aggregation)
@@ -285,6 +291,11 @@ class Leaderboard:
             )
         else:
             parts.append("NaN frames (silent reference) are skipped.")
+        if self.fewer_tracks(aggregation):
+            parts.append(
+                f"(N tracks): the cell rests on N of the {self.n_tracks} tracks; on the others the target's "
+                "reference is silent throughout, so its score is undefined."
+            )
         parts.append(
             "All: per seed, the mean of the targets. s.e.: sample standard deviation over seeds / "
             "sqrt(number of seeds); none for a single run."

@@ -90,6 +90,8 @@ class Cell:
     p_value: float = math.nan
     significant: bool | None = None
     detectable: bool = False
+    #: Tracks the cell rests on, shown when fewer than the table's (None: all of them).
+    fewer_tracks: int | None = None
 
     @property
     def not_significant(self) -> bool:
@@ -109,7 +111,8 @@ def _format_p(p_value: float) -> str:
 def _format_cell(cell: Cell, style: str = "text") -> str:
     """One cell as text: ``4.21 ± 0.13``; ``4.21`` for one seed; ``n/a`` for NaN; differences
     ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)`` (p Holm-adjusted), ``n.s.`` when not significant;
-    MDD cells ``0.42``.
+    MDD cells ``0.42``. A cell resting on fewer tracks than the table's (silent references) ends
+    with ``(49 tracks)``.
 
     ``style`` "text" (Markdown, HTML) writes that; "latex" the same with the numbers in math
     mode and ``$\\pm$``: ``$+0.12 \\pm 0.05$ [$+0.02$, $+0.22$] ($p=0.013$)``.
@@ -130,6 +133,8 @@ def _format_cell(cell: Cell, style: str = "text") -> str:
             text += " n.s."
         if not math.isnan(cell.p_value):
             text += f" ({number.format(_format_p(cell.p_value))})"
+    if cell.fewer_tracks is not None:
+        text += f" ({cell.fewer_tracks} tracks)"
     return text
 
 
@@ -201,6 +206,7 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
                     ci_high=_float(part.at[column, "ci_high"]),
                     p_value=_float(part.at[column, "p_holm"]),
                     significant=None if significant is pd.NA else bool(significant),
+                    fewer_tracks=_fewer(part.at[column, "n_tracks"], table.n_tracks),
                 )
             )
         rows.append((label, kind, seeds, cells))
@@ -208,6 +214,11 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
             mdd = [Cell(mean=_float(part.at[column, "mdd"]), se=math.nan, detectable=True) for column in table.columns]
             rows.append((f"{label}: MDD", MDD_KIND, f"{table.power:.0%} power", mdd))
     return rows
+
+
+def _fewer(n_tracks: Any, total: int) -> int | None:
+    """``n_tracks`` when the cell rests on fewer tracks than the table's, else None."""
+    return None if n_tracks is None or n_tracks is pd.NA or int(n_tracks) >= total else int(n_tracks)
 
 
 def _kinds(table: Leaderboard) -> dict[str, str]:
