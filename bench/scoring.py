@@ -7,7 +7,9 @@ process, which reports the wall time of the scoring call (imports done before) a
 resident memory while scoring: the peak (VmHWM) is reset through /proc/self/clear_refs once the inputs exist, so it
 counts the resident inputs (0.68 GB for 4 minutes) plus what the scorer allocates, not the
 input generation. The scorers are museval, the fast scorer, and the fast scorer's SDR-only
-path. The parent prints the wall-time ratios, the peaks, the max abs difference per metric
+path; with --device, also the torch backend (demixbench.score.bss_eval_torch) on that device,
+after a warm-up call on a 10-s excerpt outside the clock (CUDA context, FFT plans: a per-process
+cost like the imports). The parent prints the wall-time ratios, the peaks, the max abs difference per metric
 against museval, and the wall time extrapolated to the 50-track MUSDB18 test set for the paper
 preset (22 runs x 50 tracks of about 4 min).
 
@@ -15,6 +17,7 @@ Usage:
   .venv/bin/python bench/scoring.py           # 30-s excerpt (museval takes about 20 s)
   .venv/bin/python bench/scoring.py --long    # 4-min track (museval: about 150 s and 7 GB)
   .venv/bin/python bench/scoring.py --seconds 60 --skip-museval   # the fast scorer only
+  .venv/bin/python bench/scoring.py --long --device cuda   # + the torch backend on a GPU (or cpu)
 """
 
 from __future__ import annotations
@@ -53,9 +56,14 @@ def status(key):
 
 
 # The scorer's imports come before the clock starts (museval pulls in musdb and stempeg, the
-# fast scorer torch): a score job pays them once, whatever it scores.
+# torch backend torch): a score job pays them once, whatever it scores.
 if which == "museval":
     import museval
+elif which.startswith("torch:"):
+    from demixbench.score.bss_eval_torch import bss_eval_v4_torch
+
+    device = which.split(":", 1)[1]
+    bss_eval_v4_torch(refs[:, : 10 * 44100], ests[:, : 10 * 44100], device=device)  # warm-up
 else:
     from demixbench.score.bss_eval import bss_eval_v4
 try:  # start the peak from the current resident set: inputs in, generation garbage gone
@@ -68,6 +76,12 @@ resident = status("VmRSS")
 t = time.perf_counter()
 if which == "museval":
     res = museval.evaluate(refs, ests, win=44100, hop=44100, mode="v4", padding=True)
+elif which.startswith("torch:"):
+    res = bss_eval_v4_torch(refs, ests, win=44100, hop=44100, device=device)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 else:
     res = bss_eval_v4(refs, ests, win=44100, hop=44100, sdr_only=which == "sdr")
     res = [r for r in res if r is not None]
@@ -91,6 +105,9 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="4-min track instead of 30 s")
     parser.add_argument("--seconds", type=float, default=None, help="track length (overrides --long)")
     parser.add_argument("--skip-museval", action="store_true")
+    parser.add_argument(
+        "--device", default=None, help="also time the torch backend on this torch device (cpu, cuda, cuda:1, ...)"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (240.0 if args.long else 30.0)
     import numpy as np
@@ -101,7 +118,7 @@ def main() -> None:
     def report(name: str, result: dict) -> None:
         scope = "while scoring" if result["peak_is_scoring_only"] else "whole process"
         print(
-            f"{name:9s}{result['wall_s']:8.2f} s, peak RSS {result['peak_mb']:7.0f} MB {scope} "
+            f"{name:11s}{result['wall_s']:8.2f} s, peak RSS {result['peak_mb']:7.0f} MB {scope} "
             f"(inputs resident: {result['before_mb']:.0f} MB)"
         )
         print(f"  extrapolated to 22 runs x 50 tracks of 4 min: {result['wall_s'] * per_track * runs / 3600:.2f} h")
@@ -112,16 +129,25 @@ def main() -> None:
         report("fast:", fast)
         sdr = run(seconds, "sdr", Path(tmp) / "sdr.npy")
         report("SDR only:", sdr)
+        scorers = [("fast", fast, "fast.npy"), ("SDR only", sdr, "sdr.npy")]
+        if args.device:
+            name = f"torch {args.device}"
+            on_device = run(seconds, f"torch:{args.device}", Path(tmp) / "torch.npy")
+            report(f"{name}:", on_device)
+            scorers.append((name, on_device, "torch.npy"))
+            a, b = np.load(Path(tmp) / "fast.npy"), np.load(Path(tmp) / "torch.npy")
+            print(f"max |{name} - fast| (dB): {float(np.nanmax(np.abs(a - b))):.2e}")
         if args.skip_museval:
             return
         ref = run(seconds, "museval", Path(tmp) / "museval.npy")
         report("museval:", ref)
         print(
-            f"speed ratio museval / fast: {ref['wall_s'] / fast['wall_s']:.1f}x; "
-            f"museval / SDR only: {ref['wall_s'] / sdr['wall_s']:.1f}x"
+            "speed ratio "
+            + "; ".join(f"museval / {name}: {ref['wall_s'] / result['wall_s']:.1f}x" for name, result, _ in scorers)
         )
         a = np.load(Path(tmp) / "museval.npy")
-        for name, b in (("fast", np.load(Path(tmp) / "fast.npy")), ("SDR only", np.load(Path(tmp) / "sdr.npy"))):
+        for name, _, file in scorers:
+            b = np.load(Path(tmp) / file)
             same = all(
                 np.array_equal(np.isnan(a[k]), np.isnan(b[k])) and np.array_equal(np.isinf(a[k]), np.isinf(b[k]))
                 for k in range(len(b))

@@ -60,3 +60,28 @@ def test_shape_mismatch_is_refused():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown scoring backend 'bsseval3'; allowed: museval, fast"):
         ScoringConfig(backend="bsseval3")
+
+
+@pytest.mark.parametrize("backend", ["fast", "museval"])
+def test_a_target_silent_over_the_whole_track_is_undefined_and_the_others_are_scored(backend, caplog):
+    """Issue 17: a silent test stem (e.g. an instrumental's vocals) no longer stops the pipeline."""
+    rng = np.random.default_rng(0)
+    references = rng.normal(0, 0.1, size=(4, 2, 3 * 8000))
+    references[3] = 0.0  # vocals silent throughout
+    estimates = references + rng.normal(0, 0.02, size=references.shape)
+    config = ScoringConfig(backend=backend, sample_rate=8000)
+    with caplog.at_level("WARNING"):
+        scores = score_arrays(references, estimates, config=config)
+    assert "vocals: reference silent over the whole track" in caplog.text
+    vocals = scores["targets"][3]
+    assert vocals["name"] == "vocals" and len(vocals["frames"]) == 3
+    assert all(np.isnan(value) for frame in vocals["frames"] for value in frame["metrics"].values())
+    assert np.isnan(scores["nsdr"]["vocals"])
+    # The others equal scoring them without the silent target (a zero reference spans nothing).
+    alone = score_arrays(references[:3], estimates[:3], targets=("drums", "bass", "other"), config=config)
+    for index in range(3):
+        assert scores["targets"][index]["frames"] == alone["targets"][index]["frames"]
+        assert np.isfinite(scores["nsdr"][alone["targets"][index]["name"]])
+    silent = np.zeros_like(references)
+    with pytest.raises(ValueError, match="every reference .* is silent"):
+        score_arrays(silent, estimates, config=config)

@@ -63,9 +63,10 @@ order of the floating-point operations differs.
 
 Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, bins for the GEMMs);
 in pass 2 each thread takes whole chunks of frames from the time domain to the energies.
-numpy, scipy and torch release the GIL there. The FFTs are torch's (MKL on x86): into the
-strided per-bin layout they are about 1.5x faster than numpy's pocketfft, and torch's own
-intra-op threads are set to 1 for the call, as this module's threads already use the cores.
+numpy and scipy release the GIL there. The FFTs are numpy's pocketfft, written straight into the
+strided per-bin layout (torch's MKL FFT was used before: about as fast on Intel, slower on AMD,
+and it made every scoring job import torch). A torch version of the whole computation for GPUs
+is demixbench.score.bss_eval_torch.
 The per-bin GEMMs are far below OpenBLAS's threading threshold, so BLAS runs single-threaded
 inside the workers (the per-tile energy sums are einsums, not BLAS gemv, which would start BLAS
 threads); the dense fallback solve runs in the calling thread with all BLAS threads. FFT inputs
@@ -106,11 +107,10 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 import scipy.fft
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -216,17 +216,22 @@ class _Signals:
         out[1, :, n_est:] = 0.0
         return n
 
+    def silent_in_place(self, start: int, stop: int) -> bool:
+        """museval's frame test on the caller's arrays, in their dtype: any reference or estimate
+        source silent in [start, stop)."""
+        stop_est = min(stop, self.n_est)
+        return (
+            bool(_silent_sources(self.refs[:, start:stop]).any())
+            or stop_est <= start
+            or bool(_silent_sources(self.ests[:, start:stop_est]).any())
+        )
+
     def silent(self, start: int, stop: int, filled: np.ndarray) -> bool:
         """museval's frame test: any reference or estimate source silent in [start, stop).
         filled: (2, M, NF) as written by fill(start, stop)."""
         n = stop - start
         if not self.silence_from_copy:
-            stop_est = min(stop, self.n_est)
-            return (
-                bool(_silent_sources(self.refs[:, start:stop]).any())
-                or stop_est <= start
-                or bool(_silent_sources(self.ests[:, start:stop_est]).any())
-            )
+            return self.silent_in_place(start, stop)
         for x in filled[:, :, :n].reshape(2, self.n_src, self.n_chan, n):
             # almost always decided by the first samples: a non-zero channel sum in every source
             for head in (min(n, 256), n):
@@ -239,22 +244,10 @@ class _Signals:
 
 
 def _rfft(x: np.ndarray, out: np.ndarray) -> None:
-    """Real FFT along the last axis of float64 `x` into complex128 `out` (often a strided view).
-    torch's CPU FFT (MKL where available) writes strided outputs at full speed; numpy's
-    pocketfft is about 1.5x slower into a strided `out`."""
-    torch.fft.rfft(torch.from_numpy(x), dim=-1, out=torch.from_numpy(out))
-
-
-@contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op threads set to n for the block (this module's own threads do the
-    parallel work; torch's pool on top of them would oversubscribe the cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    """Real FFT along the last axis of float64 `x` (..., nf) into complex128 `out` (..., nf//2 + 1),
+    often a strided view. numpy's pocketfft releases the GIL. A contiguous `out` with a
+    transposing copy per tile was tried: the copies cost what the faster FFT saved."""
+    np.fft.rfft(x, axis=-1, out=out)
 
 
 def _parallel(pool: ThreadPoolExecutor | None, fn: Callable, items: Iterable) -> list:
@@ -584,21 +577,22 @@ def distortion_filters(rr: np.ndarray, re: np.ndarray, n_src: int, n_chan: int) 
 
 
 def _filter_spectra(c_all: np.ndarray, c_own: np.ndarray, nf: int, arena: _Arena | None = None) -> np.ndarray:
-    """Per-bin maps from the M reference spectra to P_all and P_own: (F, 2, M, M) complex,
-    [f, 0, p, j*C + c] from reference channel p to estimate j channel c, [f, 1, p, j*C + c] the
-    same for the own-source filters (zero unless p is a channel of source j)."""
+    """Per-bin maps from the M reference spectra to P_all and P_own: (F, M, 2, M) complex,
+    [f, p, 0, j*C + c] from reference channel p to estimate j channel c, [f, p, 1, j*C + c] the
+    same for the own-source filters (zero unless p is a channel of source j). Viewed as
+    (F, M, 2M), one GEMM per bin gives [P_all | P_own]."""
     arena = arena or _Arena()
     m, L, _ = c_all.shape
     n_src, n_chan = c_own.shape[:2]
     n_bins = nf // 2 + 1
-    filt = arena.take((n_bins, 2, m, m))
+    filt = arena.take((n_bins, m, 2, m))
     filt[...] = 0.0
     spectrum = np.fft.rfft(c_all.transpose(0, 2, 1), n=nf, axis=-1, out=arena.take((m, m, n_bins)))
-    filt[:, 0] = spectrum.transpose(2, 0, 1)
+    filt[:, :, 0] = spectrum.transpose(2, 0, 1)
     own = np.fft.rfft(c_own.transpose(0, 1, 3, 2), n=nf, axis=-1, out=arena.take((n_src, n_chan, n_chan, n_bins)))
     for j in range(n_src):
         s = slice(j * n_chan, (j + 1) * n_chan)
-        filt[:, 1, s, s] = own[j].transpose(2, 0, 1)
+        filt[:, s, 1, s] = own[j].transpose(2, 0, 1)
     return filt
 
 
@@ -607,10 +601,10 @@ def _museval_residual(
 ) -> float:
     """|e_spat + e_interf + e_artif|^2 of source j in one frame, in museval's operation order,
     from this module's projections (used where s_hat == s exactly, where it is rounding residue).
-    spectrum: (F, M) the frame's reference spectra; filt: (F, 2, M, M) from _filter_spectra."""
+    spectrum: (F, M) the frame's reference spectra; filt: (F, M, 2, M) from _filter_spectra."""
     c, L = sig.n_chan, FILTERS_LEN
     n = stop - start
-    spectra = np.einsum("fp,fkpo->fko", spectrum, filt[:, :, :, j * c : (j + 1) * c]).reshape(len(spectrum), 2 * c)
+    spectra = np.einsum("fp,fpko->fko", spectrum, filt[:, :, :, j * c : (j + 1) * c]).reshape(len(spectrum), 2 * c)
     proj = np.fft.irfft(spectra, n=nf, axis=0)[: n + L - 1]
     p_all, p_own = proj[:, :c], proj[:, c:]
     s_true = np.zeros((n + L - 1, c))
@@ -648,11 +642,13 @@ def _frame_energies(
     n_bins = nf // 2 + 1
     k_max = _frames_per_chunk(n_frames, n_workers)
     # chunks[w][k, f] = [S | S_hat] (M each) for frame k of worker w's chunk: one FFT call writes
-    # whole cache lines of each bin's row. Per bin tile, the scratch holds the planes
-    # [S, S_hat, P_all, P_own, e_artif, e_interf, e_spat], each (bins, frames, M) and
-    # contiguous, so the subtractions and the energy sums run over flat arrays.
+    # whole cache lines of each bin's row. Per bin tile, the scratch holds [S | S_hat] and
+    # [P_all | P_own | e_artif | e_interf | e_spat], each (bins, frames, channels) with the
+    # channels contiguous: the per-tile copy moves whole rows, one GEMM per bin gives both
+    # projections, and the subtractions and energy sums run over flat arrays.
     if filt is not None:
         chunks = (arena or _Arena()).reset().take((n_workers, k_max, n_bins, 2 * m))
+        maps = filt.reshape(n_bins, m, 2 * m)
     # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
     # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
     single = [0, n_bins - 1] if nf % 2 == 0 else [0]
@@ -678,27 +674,28 @@ def _frame_energies(
                     _rfft(buf.reshape(2 * m, nf), chunk[k].T)
             if filt is None:
                 continue
-            sums = np.zeros((5, k_n * m * 2))
+            sums = np.zeros(k_n * 5 * m * 2)
             for f0 in range(0, n_bins, BIN_TILE):
                 f1 = min(f0 + BIN_TILE, n_bins)
                 nb = f1 - f0
-                z = scratch[: 7 * nb * k_n * m].reshape(7, nb, k_n, m)
-                s, s_hat, p_all, p_own = z[:4]
-                np.copyto(z[:2], chunk[:k_n, f0:f1].reshape(k_n, nb, 2, m).transpose(2, 1, 0, 3))
-                np.matmul(s, filt[f0:f1, 0], out=p_all)
-                np.matmul(s, filt[f0:f1, 1], out=p_own)
-                np.subtract(s_hat, p_all, out=z[4])  # e_artif
-                np.subtract(p_all, p_own, out=z[5])  # e_interf
-                np.subtract(p_own, s, out=z[6])  # e_spat
-                zr = z[2:].view(float).reshape(5, nb, k_n * m * 2)
+                inputs = scratch[: 2 * nb * k_n * m].reshape(nb, k_n, 2, m)
+                z = scratch[2 * nb * k_n * m : 7 * nb * k_n * m].reshape(nb, k_n, 5, m)
+                np.copyto(inputs, chunk[:k_n, f0:f1].transpose(1, 0, 2).reshape(nb, k_n, 2, m))
+                s, s_hat = inputs[:, :, 0], inputs[:, :, 1]
+                p_all, p_own = z[:, :, 0], z[:, :, 1]
+                np.matmul(s, maps[f0:f1], out=z[:, :, :2].reshape(nb, k_n, 2 * m))
+                np.subtract(s_hat, p_all, out=z[:, :, 2])  # e_artif
+                np.subtract(p_all, p_own, out=z[:, :, 3])  # e_interf
+                np.subtract(p_own, s, out=z[:, :, 4])  # e_spat
+                zr = z.view(float).reshape(nb, k_n * 5 * m * 2)
                 # sum over the tile's bins of |.|^2; einsum, not BLAS: gemv of this size would start BLAS threads
-                sums += np.einsum("abk,abk->ak", zr, zr)
+                sums += np.einsum("bk,bk->k", zr, zr)
                 for f in single:
                     if f0 <= f < f1:
-                        sums -= 0.5 * zr[:, f - f0] ** 2
-            # ([P_all, P_own, e_artif, e_interf, e_spat], K, J, C, re/im) -> (5, J, K) in `energies` order
-            sums = (sums * (2.0 / nf)).reshape(5, k_n, n_src, n_chan, 2).sum(axis=(3, 4))[[0, 1, 4, 3, 2]]
-            energies[2:, :, first : first + k_n] = sums.transpose(0, 2, 1)
+                        sums -= 0.5 * zr[f - f0] ** 2
+            # (K, [P_all, P_own, e_artif, e_interf, e_spat], J, C, re/im) -> (5, J, K) in `energies` order
+            sums = (sums * (2.0 / nf)).reshape(k_n, 5, n_src, n_chan, 2).sum(axis=(3, 4))[:, [0, 1, 4, 3, 2]]
+            energies[2:, :, first : first + k_n] = sums.transpose(1, 2, 0)
             for k, t in enumerate(these):
                 for j in np.flatnonzero(energies[1, :, t] == 0):
                     if not silent[t]:
@@ -765,7 +762,7 @@ def bss_eval_v4(
     spans = frames(sig.n_samples, win, hop)
     width = max(stop - start for start, stop in spans)
     nf = scipy.fft.next_fast_len(width + FILTERS_LEN - 1, real=True)
-    with ThreadPoolExecutor(n_workers) if n_workers > 1 else nullcontext() as pool, _torch_threads(1):
+    with ThreadPoolExecutor(n_workers) if n_workers > 1 else nullcontext() as pool:
         if sdr_only:
             energies, silent = _frame_energies(sig, spans, None, nf, pool=pool, n_workers=n_workers)
             t1 = t2 = time.perf_counter()

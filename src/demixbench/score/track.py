@@ -10,6 +10,7 @@ so results of published systems (SiSEC 2018) and of this project are read by the
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +40,12 @@ def nsdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-7) -> floa
 
 
 def bss_eval_museval(
-    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100
+    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100, device: str = "cpu"
 ) -> dict[str, np.ndarray]:
     """museval.evaluate in v4 mode (all sources jointly).
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
+    museval runs on the CPU whatever `device` says.
     """
     # Imported on use: museval imports musdb and stempeg, which refuse to import without ffmpeg
     # on PATH and take seconds; the fast backend (the default) needs none of them.
@@ -53,32 +55,66 @@ def bss_eval_museval(
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
 
 
+def torch_device(device: str) -> str | None:
+    """The torch device the fast scorer uses for scoring.device, None for the numpy scorer:
+    "cpu" -> None; "auto" -> "cuda" when torch sees a GPU, else None; "cuda" -> "cuda", and an
+    error when there is none."""
+    if device == "cpu":
+        return None
+    # Imported on use, not at the top: torch costs seconds and ~0.5 GB to import, and the default
+    # (device "cpu") scores with numpy; score jobs are many and short, so their imports stay light.
+    from demixbench.score.bss_eval_torch import cuda_available
+
+    if cuda_available():
+        return "cuda"
+    if device == "cuda":
+        raise RuntimeError("scoring.device is 'cuda' but torch finds no CUDA device (use 'auto' or 'cpu')")
+    return None
+
+
 def bss_eval_fast(
-    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100
+    references: np.ndarray, estimates: np.ndarray, win: int = 44100, hop: int = 44100, device: str = "cpu"
 ) -> dict[str, np.ndarray]:
-    """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.score.bss_eval).
+    """Exact fast re-implementation of museval.evaluate in v4 mode (demixbench.score.bss_eval), on
+    the CPU with numpy or, for device "cuda" (or "auto" with a GPU), with torch on the GPU
+    (demixbench.score.bss_eval_torch; the same numbers to ~1e-12 dB).
 
     references, estimates: (sources, samples, channels) -> {"SDR", "ISR", "SIR", "SAR"}: (sources, frames).
     """
-    sdr, isr, sir, sar = bss_eval_v4(references, estimates, win=win, hop=hop)
+    on = torch_device(device)
+    if on is None:
+        sdr, isr, sir, sar = bss_eval_v4(references, estimates, win=win, hop=hop)
+    else:
+        from demixbench.score.bss_eval_torch import bss_eval_v4_torch  # lazy: see torch_device
+
+        sdr, isr, sir, sar = bss_eval_v4_torch(references, estimates, win=win, hop=hop, device=on)
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
 
 
 BACKENDS = {"museval": bss_eval_museval, "fast": bss_eval_fast}
+#: scoring.device: "cpu" the numpy scorer, "cuda" the torch scorer on a GPU (an error without
+#: one), "auto" the GPU when torch sees one, else numpy. Only the fast backend uses a GPU.
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How tracks are scored: BSS Eval v4 implementation and its frames (museval: 1 s, 1 s)."""
+    """How tracks are scored: BSS Eval v4 implementation, its frames (museval: 1 s, 1 s) and the
+    device of the fast backend (see DEVICES)."""
 
     backend: str = "fast"
     win_seconds: float = 1.0
     hop_seconds: float = 1.0
     sample_rate: int = 44100
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown scoring backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown scoring device {self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.backend == "museval" and self.device == "cuda":
+            raise ValueError("scoring.device 'cuda' needs scoring.backend 'fast' (museval runs on the CPU)")
 
 
 def score_arrays(
@@ -89,15 +125,39 @@ def score_arrays(
 ) -> dict:
     """Score one track; returns the museval-format dict (see module docstring).
 
-    references, estimates: (targets, channels, samples), in the order of `targets`.
+    references, estimates: (targets, channels, samples), in the order of `targets`. A target
+    whose reference is silent over the whole track gets NaN in every frame and NaN nSDR; the
+    others are scored as usual. ValueError when every reference is silent.
     """
     if references.shape != estimates.shape:
         raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in shape")
     sample_rate = config.sample_rate
     win, hop = int(config.win_seconds * sample_rate), int(config.hop_seconds * sample_rate)
+    # A reference silent over the whole track has no energy to measure against: its target is
+    # undefined (NaN), as museval makes a silent frame, and the others are scored without it. A
+    # zero reference adds nothing to the span the others are projected on, so leaving it out
+    # changes none of their numbers; both backends would refuse the whole track with it.
+    silent = [index for index in range(len(targets)) if not np.any(references[index])]
+    scored = [index for index in range(len(targets)) if index not in silent]
+    if not scored:
+        raise ValueError(f"every reference ({', '.join(targets)}) is silent over the whole track: nothing to score")
+    if silent:
+        log.warning(
+            "%s: reference silent over the whole track; scored as undefined (NaN), the other targets as usual",
+            ", ".join(targets[index] for index in silent),
+        )
     # museval wants (sources, samples, channels)
-    metrics = BACKENDS[config.backend](references.transpose(0, 2, 1), estimates.transpose(0, 2, 1), win=win, hop=hop)
-    n_frames = metrics["SDR"].shape[1]
+    scored_metrics = BACKENDS[config.backend](
+        references[scored].transpose(0, 2, 1),
+        estimates[scored].transpose(0, 2, 1),
+        win=win,
+        hop=hop,
+        device=config.device,
+    )
+    n_frames = scored_metrics["SDR"].shape[1]
+    metrics = {name: np.full((len(targets), n_frames), np.nan) for name in scored_metrics}
+    for name, values in scored_metrics.items():
+        metrics[name][scored] = values
     result = {"targets": [], "nsdr": {}}
     for index, target in enumerate(targets):
         frames = [
@@ -109,7 +169,7 @@ def score_arrays(
             for k in range(n_frames)
         ]
         result["targets"].append({"name": target, "frames": frames})
-        result["nsdr"][target] = nsdr(references[index], estimates[index])
+        result["nsdr"][target] = math.nan if index in silent else nsdr(references[index], estimates[index])
     return result
 
 
