@@ -9,27 +9,33 @@ SNAKEMAKE := $(BIN)/snakemake
 DVC := $(BIN)/dvc
 # The experiment `make table` and `make evaluate` work on (a config replaces config.yaml whole).
 CONFIG ?= config.yaml
+DEMO_CONFIG := config/demo.yaml
+# The results tree of a config: results/<experiment>/, from its `experiment` key (read when a
+# recipe runs, after `venv` has installed PyYAML).
+results_of = results/$(or $(shell $(BIN)/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("experiment") or "")' $(1) 2>/dev/null),$(error $(1): no `experiment` key (see config.yaml)))
 # The stamp records that the lock was installed; it is rebuilt when the lock or pyproject changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
+.PHONY: check-config demo test test-fast lint format dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
 
 help:
-	@echo "make demo        synthetic MUSDB18 -> trained U-Net and U-Net+GAN (2 seeds) -> SDR table"
+	@echo "make demo        synthetic MUSDB18 -> trained U-Net, Demucs v1 and their GAN variants (2 seeds) -> results/demo/tables/sdr.md"
 	@echo "make test        the test suite (includes the slow pipeline tests, as CI runs it)"
 	@echo "make test-fast   the tests not marked slow"
 	@echo "make lint        ruff (lint, format, imports), snakefmt and snakemake --lint (the test suite runs them too)"
 	@echo "make format      apply ruff's fixes and formatting and snakefmt"
 	@echo "make dry-run     list the jobs of the demo"
+	@echo "make check-config  check that config.yaml, CONFIG and the demo config parse (file, line, column on an error)"
 	@echo "make table       reviewer: pull the scores (DVC remote) and rebuild the tables; nothing is trained, separated or scored"
 	@echo "make evaluate    lab: pull the checkpoints (DVC remote), separate and score the test set, rebuild the tables; never trains"
+	@echo "                 (both on CONFIG=config.yaml by default, in results/<experiment>/ of that config)"
 	@echo "make slurm-up    start a one-node Slurm test cluster (root, Debian 12; see docs/cluster.md)"
 	@echo "make slurm-down  stop it"
 
-demo: venv ffmpeg
-	$(SNAKEMAKE) --configfile config/demo.yaml --cores $(CORES)
+demo: venv ffmpeg check-config
+	$(SNAKEMAKE) --configfile $(DEMO_CONFIG) --cores $(CORES)
 	@echo
-	@cat results/tables/sdr.md
+	@cat $(call results_of,$(DEMO_CONFIG))/tables/sdr.md
 
 test: venv ffmpeg
 	$(BIN)/pytest
@@ -42,15 +48,20 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
-	$(SNAKEMAKE) --lint --configfile config/demo.yaml
+	$(SNAKEMAKE) --lint --configfile $(DEMO_CONFIG)
 
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 	$(BIN)/snakefmt Snakefile workflow/rules
 
-dry-run: venv
-	$(SNAKEMAKE) -n --configfile config/demo.yaml
+dry-run: venv check-config
+	$(SNAKEMAKE) -n --configfile $(DEMO_CONFIG)
+
+# Snakemake reports a config it cannot parse as "not valid JSON or YAML", naming neither file nor
+# line; this names both before any workflow starts.
+check-config: venv
+	@$(BIN)/demixbench check-yaml config.yaml $(CONFIG) $(DEMO_CONFIG)
 
 venv: $(STAMP)
 
@@ -66,17 +77,19 @@ $(STAMP): requirements.lock pyproject.toml
 # Snakemake run only the table rules: pulled files are newer than the code and have no
 # Snakemake metadata, so without --allowed-rules it would re-score, re-separate and retrain.
 # Last, each table is checked against the md5 the lab published in dvc.lock.
-table: venv
-	@if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
-		$(DVC) pull results/scores results/datasets/report.json; \
-	elif [ ! -d results/scores ]; then \
-		echo "error: no results/scores and no DVC remote to pull them from: add the lab's remote (README: Reproduce the table as a reviewer) or run the pipeline" >&2; exit 1; \
+table: venv check-config
+	@results=$(call results_of,$(CONFIG)); \
+	if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
+		echo "$(DVC) pull $$results/scores $$results/datasets/report.json"; \
+		$(DVC) pull $$results/scores $$results/datasets/report.json; \
+	elif [ ! -d $$results/scores ]; then \
+		echo "error: no $$results/scores and no DVC remote to pull them from: add the lab's remote (README: Reproduce the table as a reviewer) or run the pipeline" >&2; exit 1; \
 	fi
 	$(SNAKEMAKE) tables --configfile $(CONFIG) --cores $(CORES) --dry-run --allowed-rules make_table tables
 	$(SNAKEMAKE) tables --configfile $(CONFIG) --cores $(CORES) --allowed-rules make_table tables
 	@if [ -f dvc.lock ]; then \
 		status=0; \
-		for file in results/tables/*; do \
+		for file in $(call results_of,$(CONFIG))/tables/*; do \
 			published=$$(grep -A2 "path: $$file$$" dvc.lock | sed -n 's/^ *md5: //p'); \
 			[ -n "$$published" ] || continue; \
 			if [ "$$(md5sum < "$$file" | cut -d' ' -f1)" = "$$published" ]; then echo "$$file: identical to the published table (dvc.lock)"; \
@@ -85,21 +98,23 @@ table: venv
 		exit $$status; \
 	fi
 	@echo
-	@cat results/tables/sdr.md
+	@cat $(call results_of,$(CONFIG))/tables/sdr.md
 
 # Lab flow: a clone with the lab's checkpoints separates and scores the test set again (after a
 # change of the separation or scoring settings, or on another machine) without training: the
 # pulled models, decoded arrays and input statistics are used as they are.
 EVALUATE_RULES := separate_track separate_oracle score_track make_table tables plot_scores \
 	plot_learning_curves make_listening_page record_provenance all
-evaluate: venv ffmpeg
-	@if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
-		$(DVC) pull results/models results/decoded results/stats/input_stats.npz results/datasets/report.json; \
+evaluate: venv ffmpeg check-config
+	@results=$(call results_of,$(CONFIG)); \
+	if [ -n "$$($(DVC) remote list 2>/dev/null)" ]; then \
+		echo "$(DVC) pull $$results/models $$results/decoded $$results/stats/input_stats.npz $$results/datasets/report.json"; \
+		$(DVC) pull $$results/models $$results/decoded $$results/stats/input_stats.npz $$results/datasets/report.json; \
 	fi
 	$(SNAKEMAKE) all --configfile $(CONFIG) --cores $(CORES) --dry-run --allowed-rules $(EVALUATE_RULES)
 	$(SNAKEMAKE) all --configfile $(CONFIG) --cores $(CORES) --allowed-rules $(EVALUATE_RULES)
 	@echo
-	@cat results/tables/sdr.md
+	@cat $(call results_of,$(CONFIG))/tables/sdr.md
 
 # musdb/stempeg (and so museval) refuse to import without ffmpeg and ffprobe on PATH.
 ffmpeg:

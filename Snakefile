@@ -3,6 +3,19 @@
 # config.yaml.
 
 
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from demixbench.yamlfile import YAMLFileError, load_yaml
+
+if Path("config.yaml").is_file():
+    try:  # Snakemake's own message for an unparsable config.yaml names neither line nor column
+        load_yaml("config.yaml")
+    except YAMLFileError as error:
+        raise WorkflowError(str(error)) from None
+
+
 configfile: "config.yaml"
 
 

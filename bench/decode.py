@@ -56,6 +56,8 @@ def config(tracks: int, seconds: float) -> dict:
     config["data"]["synthetic"].update(
         n_train=tracks - n_test, n_test=n_test, n_validation=1, duration=seconds, format="stem.mp4"
     )
+    config["experiment"] = "bench-decode"
+    config["data"]["root"] = "results/bench-decode/datasets/synthetic"
     return config
 
 
@@ -110,8 +112,9 @@ def main() -> None:
         (work / "bench.yaml").write_text(yaml.safe_dump(config(args.tracks, args.seconds)))
         # re-running prepare_dataset is a no-op (nothing to do) when --workdir holds the same dataset
         generated = snakemake(work, "--until", "prepare_dataset")
-        root = work / "results/datasets/synthetic"
-        report = json.loads((work / "results/datasets/report.json").read_text())
+        results = work / "results/bench-decode"  # the experiment of config()
+        root = results / "datasets/synthetic"
+        report = json.loads((results / "datasets/report.json").read_text())
         tracks = [(subset, name) for subset, names in report["subsets"].items() for name in names]
         audio = args.tracks * args.seconds
         print(
@@ -131,13 +134,14 @@ def main() -> None:
             )
             assert abs(decoded - audio) < 1.0, (decoded, audio)
             times["musdb"].append(reference)
-            shutil.rmtree(work / "results/decoded", ignore_errors=True)
+            shutil.rmtree(results / "decoded", ignore_errors=True)
             # every track's cache as the targets (`--until decode_track` plans nothing once the
             # prepare_dataset checkpoint has run in an earlier invocation)
-            times["stage"].append(snakemake(work, *(f"results/decoded/{name}/meta.json" for _, name in tracks)))
-            assert len(list((work / "results/decoded").glob("*/meta.json"))) == len(tracks)
-            shutil.rmtree(work / "results/decoded")
-            jobs = [(str(root), subset, name, str(work / "results/decoded" / name)) for subset, name in tracks]
+            targets = (str((results / "decoded" / name / "meta.json").relative_to(work)) for _, name in tracks)
+            times["stage"].append(snakemake(work, *targets))
+            assert len(list((results / "decoded").glob("*/meta.json"))) == len(tracks)
+            shutil.rmtree(results / "decoded")
+            jobs = [(str(root), subset, name, str(results / "decoded" / name)) for subset, name in tracks]
             start = time.perf_counter()
             with ProcessPoolExecutor(2) as pool:
                 list(pool.map(decode_one, jobs))

@@ -35,7 +35,7 @@ arch, args, minutes, folder, segment = sys.argv[1], json.loads(sys.argv[2]), flo
 Path(sys.argv[4]), float(sys.argv[5])
 torch.set_num_threads(2)
 torch.manual_seed(0)
-save_checkpoint(build_model(arch, args), folder / "model.pt", arch=arch, args=args, config={})
+save_checkpoint(build_model(arch, args), folder / "model.safetensors", arch=arch, args=args, config={})
 n = int(minutes * 60 * 44100)
 with open(folder / "mixture.npy", "wb") as f:
     np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2, n)})
@@ -44,7 +44,7 @@ with open(folder / "mixture.npy", "wb") as f:
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
 started = time.perf_counter()
-separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", \
+separate_track(folder / "model.safetensors", folder / "mixture.npy", folder / "out", \
 SeparationConfig(segment_seconds=segment, device="cpu"))
 seconds = time.perf_counter() - started
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))

@@ -362,3 +362,26 @@ def test_cli_plan_mismatched_tracks_returns_1(tmp_path: Path, capsys: pytest.Cap
     (base[1] / "t11.json").unlink()
     assert main(["plan", "--baseline", _joined(base)]) == 1
     assert "same tracks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "words"),
+    [
+        ("data:\n  root: x\n  seeds: [1, 2\nmodels: 3\n", ":4:7:", "flow sequence started at line 3, column 10"),
+        ("a:\n\tb: 1\n", ":2:1:", "not tabs"),
+        ("a: 'open\nb: 2\n", ":3:1:", "not valid YAML"),
+    ],
+)
+def test_check_yaml_names_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, place: str, words: str
+) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text(text, encoding="utf-8")
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 1\n", encoding="utf-8")
+    assert main(["check-yaml", str(good)]) == 0
+    assert main(["check-yaml", str(good), str(bad)]) == 1
+    error = capsys.readouterr().err
+    assert f"{bad}{place} not valid YAML" in error and words in error
+    assert main(["check-yaml", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml: no such file" in capsys.readouterr().err

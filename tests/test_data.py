@@ -10,6 +10,7 @@ from demixbench import TARGETS
 from demixbench.data.cache import load_decoded
 from demixbench.data.decode import decode_track
 from demixbench.data.layout import DatasetError, dataset_layout, list_tracks, musdb_validation_tracks
+from demixbench.data.verify import VerifySpec, verify_dataset
 
 
 def test_list_tracks_splits_the_synthetic_dataset(small_dataset, small_splits):
@@ -39,6 +40,18 @@ def test_decoded_cache_matches_musdb_and_mixture_is_sum_of_stems(small_dataset, 
 def test_missing_dataset_directory_names_it(tmp_path):
     with pytest.raises(DatasetError, match=f"{tmp_path / 'nowhere'}: dataset directory does not exist"):
         list_tracks("musdb18hq", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("content", "what"), [(b"PK\x03\x04rest-of-a-zip", "a zip archive"), (b"x", "a file")])
+def test_dataset_root_that_is_a_file_points_to_data_origin(tmp_path, content, what):
+    archive = tmp_path / "musdb18hq.zip"
+    archive.write_bytes(content)
+    for check in (lambda: list_tracks("musdb18hq", archive), lambda: verify_dataset(archive, VerifySpec("musdb18hq"))):
+        with pytest.raises(DatasetError) as error:
+            check()
+        message = str(error.value)
+        assert message.startswith(f"{archive}: is {what}, not a dataset directory")
+        assert f"data.origin: {archive}" in message and "does not exist" not in message
 
 
 def test_missing_subset_directory_names_it(tmp_path):

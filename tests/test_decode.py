@@ -124,13 +124,32 @@ def test_known_erratum_only_warns(tmp_path, caplog):
     assert "known erratum" in caplog.text
 
 
-def test_silent_stems_and_lsb_rounding_are_allowed(tmp_path):
+def test_silent_stems_and_lsb_rounding_are_allowed(tmp_path, caplog):
     stems = tone_stems()
     stems["vocals"] = np.zeros_like(stems["vocals"])
     stems["mixture"] = sum(stems[t] for t in TARGETS) + np.float32(2 / 32768)  # 2 LSB off: rounding noise
-    write_track(tmp_path, "Quiet - Singer", stems)
-    meta = decode_track("musdb18hq", tmp_path, "train", "Quiet - Singer", tmp_path / "out")
+    write_track(tmp_path, "Quiet - Singer", stems, subset="test")
+    with caplog.at_level(logging.WARNING):
+        meta = decode_track("musdb18hq", tmp_path, "test", "Quiet - Singer", tmp_path / "out")
     assert meta["mixture_check"]["passed"] and meta["mixture_check"]["max_abs_error"] == pytest.approx(2 / 32768)
+    assert meta["silent_stems"] == ["vocals"]
+    warnings = [r.getMessage() for r in caplog.records if "silent over the whole track" in r.getMessage()]
+    assert len(warnings) == 1 and "Quiet - Singer" in warnings[0] and "vocals" in warnings[0]
+    assert "undefined (NaN)" in warnings[0]
+
+
+def test_empty_wav_files_say_empty(tmp_path):
+    folder = write_track(tmp_path, "Empty - Zero", tone_stems())
+    (folder / "bass.wav").write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty file") as err:
+        decode_track("musdb18hq", tmp_path, "train", "Empty - Zero", tmp_path / "out")
+    assert str(folder / "bass.wav") in str(err.value) and "restore it" in str(err.value)
+    # A header without samples: also "empty file", not a length mismatch.
+    sf.write(folder / "bass.wav", np.zeros((0, 2), dtype=np.float32), 44100, subtype="PCM_16")
+    with pytest.raises(DatasetError, match="empty file") as err:
+        decode_track("musdb18hq", tmp_path, "train", "Empty - Zero", tmp_path / "out")
+    assert str(folder / "bass.wav") in str(err.value)
+    assert not (tmp_path / "out" / "meta.json").exists()
 
 
 def test_names_with_spaces_apostrophes_and_non_ascii(tmp_path):

@@ -30,6 +30,7 @@ from demixbench.audio import STFTConfig
 from demixbench.data.stats import save_input_stats
 from demixbench.data.verify import VerifySpec, verify_dataset
 from demixbench.models import ModelSpec, build_model
+from demixbench.models.checkpoint import load_weights
 from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.distributed import launch, local_batch_size
@@ -65,7 +66,7 @@ def _arguments(decoded, splits, out: Path, config: TrainConfig = CONFIG, gan: GA
         "gan": asdict(gan) if gan else None,
         "train_dirs": [str(decoded[t]) for t in splits.train],
         "valid_dirs": [str(decoded[t]) for t in splits.valid],
-        "checkpoint": str(out / "model.pt"),
+        "checkpoint": str(out / "model.safetensors"),
         "history_csv": str(out / "history.csv"),
         "work_dir": str(out / "work"),
     }
@@ -79,7 +80,7 @@ def _launch(out: Path, arguments: dict, nproc: int = 2) -> str:
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / "model.pt", weights_only=True)
+    return load_weights(out / "model.safetensors")
 
 
 def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -145,7 +146,7 @@ def test_a_signal_to_the_launcher_stops_every_rank_at_one_step_then_the_rerun_re
     saved = torch.load(state, weights_only=True)
     assert len(steps) == 1 and saved["progress"]["step"] in steps  # every rank stopped at the saved step
     assert saved["progress"]["step"] < 30 and len(saved["rng_ranks"]) == 2
-    assert not (tmp_path / "model.pt").exists()
+    assert not (tmp_path / "model.safetensors").exists()
     launch(args_file, 2, log=log)  # the rerun resumes, and ends as the uninterrupted run did
     assert f"resumed at step {saved['progress']['step']}" in log.read_text()
     uninterrupted = _weights(two_processes[0])
@@ -231,7 +232,7 @@ def _snakemake(decoded, splits, tmp_path: Path, gpus: int, dataset: Path) -> Sim
             stats=str(stats),
             dataset=str(report),
         ),
-        output=SimpleNamespace(weights=str(tmp_path / "model.pt"), history=str(tmp_path / "history.csv")),
+        output=SimpleNamespace(weights=str(tmp_path / "model.safetensors"), history=str(tmp_path / "history.csv")),
     )
 
 

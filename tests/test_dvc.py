@@ -109,11 +109,11 @@ def lab(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_dvc_repro_runs_the_pipeline_and_metrics_show_prints_the_table(lab):
-    headline = json.loads((lab / "results/tables/sdr.metrics.json").read_text())
-    table = json.loads((lab / "results/tables/sdr.json").read_text())
+    headline = json.loads((lab / "results/tiny/tables/sdr.metrics.json").read_text())
+    table = json.loads((lab / "results/tiny/tables/sdr.json").read_text())
     assert headline["rows"]["unet"]["All"] == table["rows"]["unet"]["All"]["mean"]
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=lab).stdout)
-    metrics = shown[""]["data"]["results/tables/sdr.metrics.json"]["data"]
+    metrics = shown[""]["data"]["results/tiny/tables/sdr.metrics.json"]["data"]
     assert metrics == headline
     printed = run(["dvc", "metrics", "show"], cwd=lab).stdout
     assert "rows.unet_gan.vocals" in printed and "differences.unet_gan - unet.All" in printed
@@ -127,19 +127,17 @@ def test_reviewer_rebuilds_the_published_tables_with_make_table(lab):
     planned = job_counts(dry_run_part(output))
     assert planned == {"make_table": 2, "tables": 1}, output[-3000:]
     assert not any(f"rule {name}:" in output for name in EXPENSIVE), output[-3000:]
-    published = sorted(path.name for path in (lab / "results/tables").iterdir())
-    assert sorted(path.name for path in (reviewer / "results/tables").iterdir()) == published
+    published = sorted(path.name for path in (lab / "results/tiny/tables").iterdir())
+    assert sorted(path.name for path in (reviewer / "results/tiny/tables").iterdir()) == published
     for name in published:
-        assert (reviewer / "results/tables" / name).read_bytes() == (lab / "results/tables" / name).read_bytes(), name
-        assert f"results/tables/{name}: identical to the published table (dvc.lock)" in output
+        assert (reviewer / "results/tiny/tables" / name).read_bytes() == (
+            lab / "results/tiny/tables" / name
+        ).read_bytes(), name
+        assert f"results/tiny/tables/{name}: identical to the published table (dvc.lock)" in output
     # the scores and the dataset report were pulled, nothing else
-    assert sorted(path.name for path in (reviewer / "results").iterdir()) == [
-        ".gitkeep",
-        "datasets",
-        "scores",
-        "tables",
-    ]
-    assert [path.name for path in (reviewer / "results/datasets").iterdir()] == ["report.json"]
+    assert sorted(path.name for path in (reviewer / "results").iterdir()) == [".gitkeep", "tiny"]
+    assert sorted(path.name for path in (reviewer / "results/tiny").iterdir()) == ["datasets", "scores", "tables"]
+    assert [path.name for path in (reviewer / "results/tiny/datasets").iterdir()] == ["report.json"]
 
 
 @pytest.mark.slow
@@ -157,9 +155,9 @@ def test_a_changed_table_is_reported_as_differing_from_the_published_one(lab):
         timeout=600,
     )
     assert result.returncode != 0
-    assert "results/tables/sdr.json: DIFFERS from the published table (dvc.lock)" in result.stdout
+    assert "results/tiny/tables/sdr.json: DIFFERS from the published table (dvc.lock)" in result.stdout
     assert (
-        "results/tables/sdr.metrics.json: identical to the published table (dvc.lock)" in result.stdout
+        "results/tiny/tables/sdr.metrics.json: identical to the published table (dvc.lock)" in result.stdout
     )  # the means did not change
 
 
@@ -170,14 +168,16 @@ def test_lab_clone_evaluates_the_pulled_checkpoints_without_training(lab):
     planned = job_counts(dry_run_part(output))
     assert "train_model" not in planned and "decode_track" not in planned, planned
     models = yaml.safe_load((lab / "config.yaml").read_text())["models"]
-    separated = [path for path in (lab / "results/separated").glob("*/*/*") if path.is_dir()]
+    separated = [path for path in (lab / "results/tiny/separated").glob("*/*/*") if path.is_dir()]
     assert planned["separate_track"] == sum(path.parts[-3] in models for path in separated), planned
-    assert planned["score_track"] == len(list((lab / "results/scores").rglob("*.json.gz"))), planned
+    assert planned["score_track"] == len(list((lab / "results/tiny/scores").rglob("*.json.gz"))), planned
     assert "rule train_model:" not in output
-    for name in sorted(path.name for path in (lab / "results/tables").iterdir()):
-        assert (second / "results/tables" / name).read_bytes() == (lab / "results/tables" / name).read_bytes(), name
+    for name in sorted(path.name for path in (lab / "results/tiny/tables").iterdir()):
+        assert (second / "results/tiny/tables" / name).read_bytes() == (
+            lab / "results/tiny/tables" / name
+        ).read_bytes(), name
     # the checkpoints were used as pulled
-    for weights in (lab / "results/models").rglob("model.pt"):
+    for weights in (lab / "results/tiny/models").rglob("model.safetensors"):
         assert (second / weights.relative_to(lab)).read_bytes() == weights.read_bytes()
 
 
@@ -185,17 +185,17 @@ def test_lab_clone_evaluates_the_pulled_checkpoints_without_training(lab):
 def test_metrics_diff_shows_the_sdr_change_between_two_commits(lab):
     """Dropping seed 2 from the lab's config: `dvc repro` rebuilds only the tables (the seed-1 runs
     are in place), and `dvc metrics diff` shows how the seed means moved."""
-    before = json.loads((lab / "results/tables/sdr.metrics.json").read_text())
+    before = json.loads((lab / "results/tiny/tables/sdr.metrics.json").read_text())
     config = yaml.safe_load((lab / "config.yaml").read_text())
     config["seeds"] = [1]
     (lab / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     repro = run(["dvc", "repro"], cwd=lab, timeout=900)
     assert "rule train_model:" not in repro.stdout and "rule score_track:" not in repro.stdout, repro.stdout[-3000:]
     run(["git", "commit", "--quiet", "-am", "one seed"], cwd=lab)
-    after = json.loads((lab / "results/tables/sdr.metrics.json").read_text())
+    after = json.loads((lab / "results/tiny/tables/sdr.metrics.json").read_text())
     assert after["rows"]["unet"]["All"] != before["rows"]["unet"]["All"]
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "--json"], cwd=lab).stdout)
-    change = diff["results/tables/sdr.metrics.json"]["rows.unet.All"]
+    change = diff["results/tiny/tables/sdr.metrics.json"]["rows.unet.All"]
     assert change["old"] == before["rows"]["unet"]["All"] and change["new"] == after["rows"]["unet"]["All"]
     assert change["diff"] == pytest.approx(after["rows"]["unet"]["All"] - before["rows"]["unet"]["All"])
     assert "rows.unet.All" in run(["dvc", "metrics", "diff", "HEAD~1"], cwd=lab).stdout

@@ -50,10 +50,10 @@ def test_streamed_blocks_equal_the_whole_track(mixture):
 
 def test_separate_track_streams_what_separate_computes(mixture, tmp_path):
     model = _unet()
-    save_checkpoint(model, tmp_path / "model.pt", arch="unet", args=UNET_ARGS, config={})
+    save_checkpoint(model, tmp_path / "model.safetensors", arch="unet", args=UNET_ARGS, config={})
     np.save(tmp_path / "mixture.npy", mixture)
     separate_track(
-        tmp_path / "model.pt",
+        tmp_path / "model.safetensors",
         tmp_path / "mixture.npy",
         tmp_path / "out",
         SeparationConfig(segment_seconds=8000 / 44100, device="cpu"),
@@ -126,7 +126,7 @@ from demixbench.separate.track import SeparationConfig, separate_track
 seconds, folder = float(sys.argv[1]), Path(sys.argv[2])
 torch.manual_seed(0)
 model = build_model("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
-save_checkpoint(model, folder / "model.pt", arch="unet", \
+save_checkpoint(model, folder / "model.safetensors", arch="unet", \
 args={"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]}, config={})
 n = int(seconds * 44100)
 with open(folder / "mixture.npy", "wb") as f:  # written in pieces: the test must not hold the track either
@@ -135,7 +135,7 @@ with open(folder / "mixture.npy", "wb") as f:  # written in pieces: the test mus
     for channel in range(2):
         for start in range(0, n, 441000):
             rng.uniform(-0.5, 0.5, min(441000, n - start)).astype("<f4").tofile(f)
-separate_track(folder / "model.pt", folder / "mixture.npy", folder / "out", \
+separate_track(folder / "model.safetensors", folder / "mixture.npy", folder / "out", \
 SeparationConfig(segment_seconds=5.0, device="cpu"))
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """

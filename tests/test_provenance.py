@@ -61,9 +61,14 @@ def test_checkpoint_provenance_has_the_config_hash_and_what_the_caller_adds(tmp_
     config = {"model": {"arch": "x"}, "train": {"seed": 3}}
     fingerprint = {"fingerprint": "abc", "source": "musdb18hq", "counts": {"train": 100, "test": 50}}
     save_checkpoint(
-        nn.Linear(2, 2), tmp_path / "model.pt", "x", {}, config, provenance_extra={"dataset_fingerprint": fingerprint}
+        nn.Linear(2, 2),
+        tmp_path / "model.safetensors",
+        "x",
+        {},
+        config,
+        provenance_extra={"dataset_fingerprint": fingerprint},
     )
-    record = json.loads(metadata_path(tmp_path / "model.pt").read_text())["provenance"]
+    record = json.loads(metadata_path(tmp_path / "model.safetensors").read_text())["provenance"]
     assert record["config_hash"] == config_hash(config)
     assert record["dataset_fingerprint"] == fingerprint
     assert record["git"] and record["packages"]

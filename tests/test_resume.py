@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from demixbench.models import ModelSpec
+from demixbench.models.checkpoint import load_weights
 from demixbench.train.config import TrainConfig
 from demixbench.train.loop import train
 
@@ -39,7 +40,7 @@ from demixbench.train.loop import train
 setup_logging()
 a = json.loads(sys.argv[1])
 train(ModelSpec(**a["spec"]), TrainConfig(**a["config"]), [Path(p) for p in a["train"]], [Path(p) for p in a["valid"]],
-      Path(a["out"]) / "model.pt", Path(a["out"]) / "history.csv", work_dir=Path(a["work"]))
+      Path(a["out"]) / "model.safetensors", Path(a["out"]) / "history.csv", work_dir=Path(a["work"]))
 """
 
 
@@ -85,13 +86,13 @@ def uninterrupted(decoded, small_splits, tmp_path_factory) -> dict[str, torch.Te
         CONFIG,
         [decoded[t] for t in small_splits.train],
         [decoded[t] for t in small_splits.valid],
-        out / "model.pt",
+        out / "model.safetensors",
         out / "history.csv",
         work_dir=out / "work",
     )
     assert not (out / "work" / "state.pt").exists()  # removed after success
     assert (out / "history.png").stat().st_size > 1000
-    return torch.load(out / "model.pt", weights_only=True)
+    return load_weights(out / "model.safetensors")
 
 
 def _assert_same_weights(a: dict, b: dict) -> None:
@@ -110,12 +111,12 @@ def test_kill_9_then_rerun_gives_the_same_weights(tmp_path, decoded, small_split
     saved = _wait_for_step(tmp_path / "work" / "state.pt", 7, process)  # mid-way through epoch 2
     process.kill()  # SIGKILL: no chance to save anything more
     process.wait()
-    assert not (tmp_path / "out" / "model.pt").exists()
+    assert not (tmp_path / "out" / "model.safetensors").exists()
     rerun = _start(tmp_path, arguments)
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert "resumed at step" in stderr and int(stderr.split("resumed at step ")[1].split()[0]) >= saved
-    _assert_same_weights(torch.load(tmp_path / "out" / "model.pt", weights_only=True), uninterrupted)
+    _assert_same_weights(load_weights(tmp_path / "out" / "model.safetensors"), uninterrupted)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
@@ -133,7 +134,7 @@ def test_sigterm_or_sigusr1_saves_and_exits_then_resumes(tmp_path, decoded, smal
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert f"resumed at step {step}" in stderr
-    _assert_same_weights(torch.load(tmp_path / "out" / "model.pt", weights_only=True), uninterrupted)
+    _assert_same_weights(load_weights(tmp_path / "out" / "model.safetensors"), uninterrupted)
 
 
 def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):
@@ -142,7 +143,7 @@ def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):
     config = replace(CONFIG, precision="fp16", epochs=2)
     dirs = ([decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid])
     whole = tmp_path / "whole"
-    train(SPEC, config, *dirs, whole / "model.pt", whole / "history.csv", work_dir=whole / "work")
+    train(SPEC, config, *dirs, whole / "model.safetensors", whole / "history.csv", work_dir=whole / "work")
     arguments = _arguments(decoded, small_splits, tmp_path / "out", tmp_path / "work", config)
     process = _start(tmp_path, arguments)
     _wait_for_step(tmp_path / "work" / "state.pt", 6, process)
@@ -154,7 +155,7 @@ def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):
     assert rerun.returncode == 0, stderr
     assert "resumed at step" in stderr
     _assert_same_weights(
-        torch.load(tmp_path / "out" / "model.pt", weights_only=True), torch.load(whole / "model.pt", weights_only=True)
+        load_weights(tmp_path / "out" / "model.safetensors"), load_weights(whole / "model.safetensors")
     )
 
 
@@ -170,12 +171,12 @@ def test_a_state_written_with_other_settings_is_not_resumed(tmp_path, decoded, s
         CONFIG,
         [decoded[t] for t in small_splits.train],
         [decoded[t] for t in small_splits.valid],
-        out / "model.pt",
+        out / "model.safetensors",
         out / "history.csv",
         work_dir=tmp_path / "work",
     )
     assert "written with other settings; starting from scratch" in caplog.text
-    _assert_same_weights(torch.load(out / "model.pt", weights_only=True), uninterrupted)
+    _assert_same_weights(load_weights(out / "model.safetensors"), uninterrupted)
 
 
 def test_early_stopping_after_patience_epochs_without_improvement():
@@ -194,7 +195,7 @@ def test_early_stopping_after_patience_epochs_without_improvement():
 def test_lr_schedules(tmp_path, decoded, small_splits):
     dirs = ([decoded[t] for t in small_splits.train], [decoded[t] for t in small_splits.valid])
     cosine = replace(CONFIG, epochs=3, lr_schedule="cosine", checkpoint_every_steps=0)
-    history = train(SPEC, cosine, *dirs, tmp_path / "b" / "model.pt", tmp_path / "b" / "history.csv")
+    history = train(SPEC, cosine, *dirs, tmp_path / "b" / "model.safetensors", tmp_path / "b" / "history.csv")
     lrs = [row["lr"] for row in history]
     # "lr" is the rate after the epoch's last step: cosine from CONFIG.lr down to 0 over 15 steps
     assert CONFIG.lr > lrs[0] > lrs[1] > lrs[2] and lrs[2] == pytest.approx(0, abs=1e-12)
@@ -203,6 +204,6 @@ def test_lr_schedules(tmp_path, decoded, small_splits):
             SPEC,
             replace(CONFIG, lr_schedule="linear"),
             *dirs,
-            tmp_path / "c" / "model.pt",
+            tmp_path / "c" / "model.safetensors",
             tmp_path / "c" / "history.csv",
         )

@@ -261,11 +261,13 @@ def test_every_job_of_the_pipeline_ran_as_a_slurm_job(runs):
 @pytest.mark.slow
 def test_the_slurm_run_gives_the_tables_of_the_local_run(runs):
     local, (slurm, _) = runs["local"], runs["slurm"]
-    tables = sorted(path.name for path in (local / "results/tables").iterdir())
+    tables = sorted(path.name for path in (local / "results/tiny/tables").iterdir())
     assert any(name.endswith(".json") for name in tables), tables
-    assert sorted(path.name for path in (slurm / "results/tables").iterdir()) == tables
+    assert sorted(path.name for path in (slurm / "results/tiny/tables").iterdir()) == tables
     for name in tables:
-        assert (slurm / "results/tables" / name).read_bytes() == (local / "results/tables" / name).read_bytes(), name
+        assert (slurm / "results/tiny/tables" / name).read_bytes() == (
+            local / "results/tiny/tables" / name
+        ).read_bytes(), name
 
 
 @pytest.mark.slow

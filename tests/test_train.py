@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.models import ModelSpec
-from demixbench.models.checkpoint import load_checkpoint
+from demixbench.models.checkpoint import load_checkpoint, load_weights
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.loop import train
 from demixbench.train.sampler import ChunkSampler
@@ -26,7 +27,7 @@ def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None, spec=SPEC):
         config,
         [decoded[t] for t in splits.train],
         [decoded[t] for t in splits.valid],
-        out / "model.pt",
+        out / "model.safetensors",
         out / "history.csv",
         input_stats=stats,
         gan=gan,
@@ -39,9 +40,11 @@ def test_same_seed_gives_bit_identical_weights(tmp_path, decoded, small_splits):
     first, history = _run(tmp_path, decoded, small_splits, "a")
     second, _ = _run(tmp_path, decoded, small_splits, "b")
     third, _ = _run(tmp_path, decoded, small_splits, "c", config=TrainConfig(**{**CONFIG.__dict__, "seed": 4}))
-    a, b, c = (torch.load(d / "model.pt", weights_only=True) for d in (first, second, third))
+    a, b, c = (load_weights(d / "model.safetensors") for d in (first, second, third))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    # The same weights, the same bytes: DVC stores one copy and a hash tells "same weights".
+    assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
     assert len(history) == 2 and all(np.isfinite(row["valid_nsdr"]) for row in history)
     header = (first / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "train_loss", "valid_loss", "valid_nsdr", "valid_nsdr_vocals"} <= set(header)
@@ -59,7 +62,7 @@ def test_checkpoint_describes_itself(tmp_path, decoded, small_splits):
     assert meta["config"]["train"]["seed"] == 3 and meta["config"]["model_name"] == "described"
     assert {"git", "packages", "python", "host"} <= set(meta["provenance"])
     assert meta["provenance"]["packages"]["torch"].startswith("2.11")
-    model, _ = load_checkpoint(out / "model.pt", expected_arch="unet")
+    model, _ = load_checkpoint(out / "model.safetensors", expected_arch="unet")
     assert torch.allclose(model.input_mean, torch.full((256,), 0.1))
     assert not model.training
 
@@ -72,15 +75,15 @@ def test_gan_variant_trains_and_logs_adversarial_losses(tmp_path, decoded, small
 def test_checkpoint_mismatches_fail_clearly(tmp_path, decoded, small_splits):
     out, _ = _run(tmp_path, decoded, small_splits, "mismatch")
     with pytest.raises(ValueError, match="is a 'unet' model, but 'demucs_v1' was requested"):
-        load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
+        load_checkpoint(out / "model.safetensors", expected_arch="demucs_v1")
     meta = json.loads((out / "model.json").read_text())
     meta["args"]["channels"] = [4, 8, 16, 64]
     (out / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="weights do not match"):
-        load_checkpoint(out / "model.pt")
+        load_checkpoint(out / "model.safetensors")
     (out / "model.json").unlink()
     with pytest.raises(ValueError, match="checkpoint metadata missing"):
-        load_checkpoint(out / "model.pt")
+        load_checkpoint(out / "model.safetensors")
 
 
 def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
@@ -114,12 +117,12 @@ def test_demucs_with_a_waveform_gan_trains(tmp_path, decoded, small_splits):
         CONFIG,
         [decoded[t] for t in small_splits.train],
         [decoded[t] for t in small_splits.valid],
-        out / "model.pt",
+        out / "model.safetensors",
         out / "history.csv",
         gan=gan,
     )
     assert history[-1]["train_adv"] > 0 and np.isfinite(history[-1]["valid_nsdr"])
-    model, meta = load_checkpoint(out / "model.pt", expected_arch="demucs_v1")
+    model, meta = load_checkpoint(out / "model.safetensors", expected_arch="demucs_v1")
     assert meta["config"]["gan"]["discriminator"] == "multiscale"
 
 
@@ -154,7 +157,7 @@ def test_loader_workers_do_not_change_the_weights(tmp_path, decoded, small_split
         "threaded",
         config=TrainConfig(**{**CONFIG.__dict__, "loader_workers": 2, "prefetch_batches": 2}),
     )
-    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (plain, threaded))
+    a, b = (load_weights(d / "model.safetensors") for d in (plain, threaded))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -170,10 +173,10 @@ def test_mixed_precision_trains_a_gan_with_float32_master_weights(tmp_path, deco
     out, history = _run(tmp_path, decoded, small_splits, precision, config=config, gan=GAN)
     assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["valid_nsdr"]) for row in history)
     assert history[1]["train_adv"] > 0
-    weights = torch.load(out / "model.pt", weights_only=True)
+    weights = load_weights(out / "model.safetensors")
     assert all(tensor.dtype in (torch.float32, torch.int64) for tensor in weights.values())
     reference, _ = _run(tmp_path, decoded, small_splits, f"{precision}-fp32-reference", gan=GAN)
-    fp32 = torch.load(reference / "model.pt", weights_only=True)
+    fp32 = load_weights(reference / "model.safetensors")
     assert not all(torch.equal(weights[k], fp32[k]) for k in weights)
 
 
@@ -203,7 +206,7 @@ def test_a_gan_variant_that_never_changes_the_generator_ends_with_the_baselines_
 
     def generator_weights(name, gan):
         out, _ = _run(tmp_path, decoded, small_splits, name, gan=gan, spec=spec)
-        return torch.load(out / "model.pt", weights_only=True)
+        return load_weights(out / "model.safetensors")
 
     baseline = generator_weights("baseline", None)
     silent = generator_weights("weight0", GANConfig(discriminator, args, adv_weight=0.0, warmup_steps=0))
@@ -213,3 +216,17 @@ def test_a_gan_variant_that_never_changes_the_generator_ends_with_the_baselines_
         assert variant.keys() == baseline.keys()
         assert all(torch.equal(variant[key], baseline[key]) for key in baseline)
     assert not all(torch.equal(active[key], baseline[key]) for key in baseline)  # the GAN does act
+
+
+def test_tracks_shorter_than_the_training_segment_are_named_in_a_warning(decoded, small_splits, caplog):
+    track = small_splits.train[0]
+    length = np.load(decoded[track] / "mixture.npy", mmap_mode="r").shape[-1]
+    with caplog.at_level(logging.WARNING, logger="demixbench.train.sampler"):
+        ChunkSampler([decoded[track]], segment=length - 1, remix=False, channel_swap=False, sign_flip=False)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="demixbench.train.sampler"):
+        sampler = ChunkSampler([decoded[track]], segment=length + 10, remix=False, channel_swap=False, sign_flip=False)
+    assert len(caplog.records) == 1
+    assert track in caplog.text and "shorter than the training segment" in caplog.text
+    mixture, _ = sampler.batch(np.random.default_rng(0), 1)
+    assert mixture.shape[-1] == length + 10 and not mixture[..., length:].any()  # still zero padded

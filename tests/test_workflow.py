@@ -156,7 +156,7 @@ def test_paper_checkpoints_are_write_protected_and_the_demo_ones_are_not(tmp_pat
     paper["data"]["root"] = str(small_dataset)
     paper["data"]["validation_tracks"] = [sorted(os.listdir(small_dataset / "train"))[-1]]
     flags = output_flags(paper, tmp_path)["train_model"]
-    assert flags == {"model.pt": True, "model.json": True, "history.csv": False, "history.png": False}
+    assert flags == {"model.safetensors": True, "model.json": True, "history.csv": False, "history.png": False}
     assert not any(output_flags(load_demo(), tmp_path)["train_model"].values())
 
 
@@ -186,6 +186,13 @@ def test_paper_checkpoints_are_write_protected_and_the_demo_ones_are_not(tmp_pat
         (
             lambda c: c["data"]["synthetic"].update(n_validation=12),
             "data.synthetic.n_validation: 12 must be smaller than",
+        ),
+        (lambda c: c.pop("experiment"), "config key (top level): 'experiment' is a required property"),
+        (lambda c: c.update(experiment="../paper"), "config key experiment: '../paper' does not match"),
+        (lambda c: c.update(experiment="scores"), "config key experiment: 'scores' is reserved"),
+        (
+            lambda c: c.update(experiment="other"),
+            "config key data.root: results/demo/datasets/synthetic is inside another experiment's results tree",
         ),
     ],
 )
@@ -226,6 +233,83 @@ def test_malformed_dataset_and_missing_stem_stop_before_any_job(tmp_path, small_
     assert not (tmp_path / "results").exists()
 
 
+#: A path of the results or logs trees as a dry run prints it (inputs, outputs, logs, benchmarks).
+TREE_PATH = re.compile(r"(?<![\w/.-])((?:results|logs)/[^\s,]+)")
+#: A job Snakemake started (`rule NAME:`, `localrule NAME:`, `checkpoint NAME:`, ...).
+JOB_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) \w+:$", re.M)
+
+
+def test_dry_runs_of_two_experiments_list_only_their_own_trees(tmp_path):
+    """Two configs with different `experiment` names in one working directory: every path a dry run
+    lists (what jobs read and write, their logs and benchmarks) lies under that experiment's
+    results/<experiment>/ or logs/<experiment>/."""
+    second = load_demo()
+    second["experiment"] = "second"
+    second["data"]["root"] = "results/second/datasets/synthetic"
+    for config in (load_demo(), second):
+        result = snakemake(tmp_path, config, "-n")
+        assert result.returncode == 0, result.stderr
+        paths = set(TREE_PATH.findall(result.stdout))
+        own = (f"results/{config['experiment']}/", f"logs/{config['experiment']}/")
+        assert sum(path.startswith(own[0]) for path in paths) > 100, sorted(paths)[:20]
+        assert sum(path.startswith(own[1]) for path in paths) > 10, sorted(paths)[:20]
+        assert {
+            f"results/{config['experiment']}/datasets/report.json",
+            f"logs/{config['experiment']}/prepare_dataset.log",
+        } <= paths
+        outside = sorted(path for path in paths if not path.startswith(own))
+        assert not outside, f"experiment {config['experiment']}: {outside[:10]}"
+
+
+def write_dataset_report(small_dataset: Path, validation: list[str], path: Path) -> dict:
+    """The dataset report verify_dataset writes for `small_dataset` read as MUSDB18-HQ."""
+    from demixbench.data.verify import VerifySpec, verify_dataset
+
+    spec = VerifySpec("musdb18hq", counts={"train": 3, "test": 2}, validation=validation)
+    verify_dataset(small_dataset, spec, progress=False).write(path)
+    return json.loads(path.read_text())
+
+
+def test_a_dataset_report_serves_only_its_own_experiment(tmp_path, small_dataset):
+    """The reviewer flow: the audio is not here, but the experiment's dataset report and scores are,
+    so the tables are planned from the report's split. Another experiment with the same missing
+    dataset never takes that report's track list (a shared results/datasets/report.json once let
+    config.yaml plan 48 jobs on the demo's tracks): it stops before any job, naming data.root; so
+    does the same experiment once data.source no longer matches its report, and the experiment
+    itself when a job would need the audio (a full run, not the table rules)."""
+    validation = sorted(os.listdir(small_dataset / "train"))[-1:]
+    root = tmp_path / "MUSDB18-HQ"  # not there
+    reviewed = load_demo()
+    reviewed["experiment"] = "reviewed"
+    reviewed["data"].update(source="musdb18hq", root=str(root), validation_tracks=validation)
+    report = write_dataset_report(small_dataset, validation, tmp_path / "results/reviewed/datasets/report.json")
+    for method in [*reviewed["models"], *reviewed["oracles"]]:
+        for run in ["oracle"] if method in reviewed["oracles"] else [f"seed{seed}" for seed in reviewed["seeds"]]:
+            for track in report["subsets"]["test"]:
+                score = tmp_path / f"results/reviewed/scores/{method}/{run}/{track}.json.gz"
+                score.parent.mkdir(parents=True, exist_ok=True)
+                score.touch()
+    result = snakemake(tmp_path, reviewed, "-n", "tables", "--allowed-rules", "make_table", "tables")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job_counts(result.stdout) == {"make_table": 2, "tables": 1}
+
+    other = copy.deepcopy(reviewed)
+    other["experiment"] = "other"
+    mismatched = copy.deepcopy(reviewed)
+    mismatched["data"]["source"] = "musdb18"
+    for config, message in [
+        (reviewed, f"data.root: {root}: dataset directory does not exist; the dataset report results/reviewed/"),
+        (other, f"data.root: {root}: dataset directory does not exist"),
+        (mismatched, f"data.root: {root}: dataset directory does not exist, and the dataset report results/"),
+    ]:
+        result = snakemake(tmp_path, config, "--cores", "1")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and message in output, output
+        assert not JOB_LINE.search(output), output
+    assert sorted(os.listdir(tmp_path / "results")) == ["reviewed"]
+    assert not (tmp_path / "logs").exists()
+
+
 @pytest.mark.slow
 def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, small_dataset):
     """data.origin = a MUSDB18-HQ-layout zip: the dry run can only show the acquisition (the track
@@ -252,13 +336,13 @@ def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, s
     dry = snakemake(tmp_path, config, "-n")
     assert dry.returncode == 0, dry.stderr
     assert "prepare_dataset" in job_counts(dry.stdout) and "decode_track" not in job_counts(dry.stdout)
-    result = snakemake(tmp_path, config, "--cores", "2", "results/stats/input_stats.npz", timeout=600)
+    result = snakemake(tmp_path, config, "--cores", "2", "results/demo/stats/input_stats.npz", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # the statistics need the training tracks only (validation held out)
-    assert sorted(os.listdir(tmp_path / "results/decoded")) == sorted(
+    assert sorted(os.listdir(tmp_path / "results/demo/decoded")) == sorted(
         set(os.listdir(small_dataset / "train")) - {validation}
     )
-    report = json.loads((tmp_path / "results/datasets/report.json").read_text())
+    report = json.loads((tmp_path / "results/demo/datasets/report.json").read_text())
     lock = json.loads((tmp_path / "datasets.lock.json").read_text())
     assert lock["sources"]["musdb18hq"]["dataset"]["fingerprint"] == report["fingerprint"]
     # Once in place, the tracks are listed when the DAG is built: a full dry run lists every job.
@@ -270,8 +354,10 @@ def test_a_zipped_dataset_is_acquired_by_the_checkpoint_then_decoded(tmp_path, s
 
 
 def tiny_config() -> dict:
-    """The demo config shrunk to run in about two minutes on 2 cores."""
+    """The demo config shrunk to run in about two minutes on 2 cores, as the experiment `tiny`."""
     config = load_demo()
+    config["experiment"] = "tiny"
+    config["data"]["root"] = "results/tiny/datasets/synthetic"
     config["data"]["synthetic"].update(n_train=3, n_test=2, n_validation=1, duration=4.0)
     for entry in config["models"].values():
         entry["train"] = {
@@ -312,7 +398,7 @@ def pipeline(tmp_path_factory):
 @pytest.mark.slow
 def test_pipeline_produces_the_table(pipeline):
     workdir, _, _ = pipeline
-    table = json.loads((workdir / "results/tables/sdr.json").read_text())
+    table = json.loads((workdir / "results/tiny/tables/sdr.json").read_text())
     assert set(table["rows"]) == {"unet", "unet_gan", "demucs_v1", "demucs_v1_gan", "MIX", "IRM2"}
     assert table["rows"]["unet"]["n_seeds"] == 2 and table["rows"]["MIX"]["n_seeds"] == 1
     assert table["n_tracks"] == 2
@@ -324,26 +410,30 @@ def test_pipeline_produces_the_table(pipeline):
     assert (difference["variant"], difference["baseline"]) == ("unet_gan", "unet")
     for column in (difference[target] for target in ("drums", "bass", "other", "vocals", "All")):
         assert column["ci_low"] <= column["mean"] <= column["ci_high"] and 0 <= column["p_value"] <= 1
+        assert column["p_value"] <= column["p_holm"] <= 1 and column["mdd"] > 0
+    # Both seeds of the variant are its baseline's: the row is paired by seed (common random numbers).
+    assert difference["design"] == "paired" and difference["seeds"] == "paired by seed (2 seeds shared)"
     for name in ("sdr", "sar"):
         for suffix in ("md", "csv", "json", "tex", "html"):
-            assert (workdir / f"results/tables/{name}.{suffix}").stat().st_size > 100
+            assert (workdir / f"results/tiny/tables/{name}.{suffix}").stat().st_size > 100
         for figure in ("boxplots", "seeds"):
-            assert (workdir / f"results/figures/{name}_{figure}.png").read_bytes()[:4] == b"\x89PNG"
-    assert (workdir / "results/figures/learning_curves.svg").stat().st_size > 1000
-    assert (workdir / "results/report/listening.html").read_text().count("<audio") == 2 * (5 + 6 * 4)
-    markdown = (workdir / "results/tables/sdr.md").read_text()
-    assert "| unet_gan - unet |" in markdown.replace("  ", " ") or "unet_gan - unet" in markdown
+            assert (workdir / f"results/tiny/figures/{name}_{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (workdir / "results/tiny/figures/learning_curves.svg").stat().st_size > 1000
+    assert (workdir / "results/tiny/report/listening.html").read_text().count("<audio") == 2 * (5 + 6 * 4)
+    markdown = (workdir / "results/tiny/tables/sdr.md").read_text()
+    assert "| unet_gan - unet | 2 vs 2, paired |" in markdown and "| unet_gan - unet: MDD | 80% power |" in markdown
+    assert "Holm-adjusted across the" in markdown
     # IRM2 is an upper bound no trained model reaches, even a tiny one
     for target in ("drums", "bass", "other", "vocals"):
         assert table["rows"]["IRM2"][target]["mean"] > table["rows"]["unet"][target]["mean"]
-    assert (workdir / "results/models/unet_gan/seed2/history.png").stat().st_size > 1000
-    assert not list((workdir / "results/work").rglob("state.pt"))  # rolling states removed after success
-    meta = json.loads((workdir / "results/models/unet/seed1/model.json").read_text())
+    assert (workdir / "results/tiny/models/unet_gan/seed2/history.png").stat().st_size > 1000
+    assert not list((workdir / "results/tiny/work").rglob("state.pt"))  # rolling states removed after success
+    meta = json.loads((workdir / "results/tiny/models/unet/seed1/model.json").read_text())
     assert meta["config"]["train"]["seed"] == 1 and meta["provenance"]["git"]["commit"]
-    dataset = json.loads((workdir / "results/datasets/report.json").read_text())
+    dataset = json.loads((workdir / "results/tiny/datasets/report.json").read_text())
     assert meta["provenance"]["dataset_fingerprint"]["fingerprint"] == dataset["fingerprint"]
     assert meta["provenance"]["config_hash"]
-    run = json.loads((workdir / "results/provenance.json").read_text())
+    run = json.loads((workdir / "results/tiny/provenance.json").read_text())
     assert run["dataset_fingerprint"]["fingerprint"] == dataset["fingerprint"]
 
 
@@ -353,6 +443,44 @@ def test_rerun_after_a_finished_run_does_nothing(pipeline):
     result = snakemake(workdir, config, "-n", snakefile=snakefile)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
+def tree_listing(workdir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under workdir's results/ and logs/: relative path -> (size, mtime in ns)."""
+    return {
+        str(path.relative_to(workdir)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for folder in ("results", "logs")
+        for path in sorted((workdir / folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_missing_dataset_stops_before_any_job_and_leaves_the_tiny_results_intact(pipeline):
+    """After the tiny experiment has run: the experiment of record (config.yaml as it is: experiment
+    `paper`, MUSDB18-HQ at data/musdb18hq, not here), and the tiny experiment itself pointed at a
+    MUSDB18-HQ that is not here, each stop before any job, naming data.root; the tiny experiment's
+    results and logs are untouched and still up to date."""
+    workdir, config, snakefile = pipeline
+    before = tree_listing(workdir)
+    assert len(before) > 100 and all(path.startswith(("results/tiny/", "logs/tiny/")) for path in before)
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert (paper["experiment"], paper["data"]["root"]) == ("paper", "data/musdb18hq")
+    moved = copy.deepcopy(config)
+    moved["data"].update(source="musdb18hq", root="data/musdb18hq")
+    try:
+        for edited in (paper, moved):
+            result = snakemake(workdir, edited, "--cores", "2", snakefile=snakefile)
+            output = result.stdout + result.stderr
+            assert result.returncode != 0, output[-3000:]
+            assert "data.root: data/musdb18hq: dataset directory does not exist" in output, output[-3000:]
+            assert not JOB_LINE.search(output), output[-3000:]
+            assert tree_listing(workdir) == before
+    finally:
+        (workdir / "test-config.yaml").write_text(yaml.safe_dump(config))
+    assert not (workdir / "results/paper").exists() and not (workdir / "logs/paper").exists()
+    result = snakemake(workdir, config, "-n", snakefile=snakefile)
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
 @pytest.mark.slow
@@ -395,7 +523,7 @@ def test_reviewer_rebuilds_the_tables_from_pulled_scores_only(pipeline, tmp_path
     the tables are byte-identical to the lab's."""
     workdir, config, snakefile = pipeline
     reviewer = tmp_path / "reviewer"
-    shutil.copytree(workdir / "results/scores", reviewer / "results/scores")
+    shutil.copytree(workdir / "results/tiny/scores", reviewer / "results/tiny/scores")
     shutil.copy2(workdir / "test-config.yaml", reviewer / "test-config.yaml")
     for path in (reviewer / "results").rglob("*"):
         os.utime(path)  # as freshly pulled
@@ -406,9 +534,9 @@ def test_reviewer_rebuilds_the_tables_from_pulled_scores_only(pipeline, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("sdr", "sar"):
         for suffix in ("md", "csv", "json", "tex", "html"):
-            published = (workdir / f"results/tables/{name}.{suffix}").read_bytes()
-            assert (reviewer / f"results/tables/{name}.{suffix}").read_bytes() == published, f"{name}.{suffix}"
-    assert not (reviewer / "results/models").exists() and not (reviewer / "results/separated").exists()
+            published = (workdir / f"results/tiny/tables/{name}.{suffix}").read_bytes()
+            assert (reviewer / f"results/tiny/tables/{name}.{suffix}").read_bytes() == published, f"{name}.{suffix}"
+    assert not (reviewer / "results/tiny/models").exists() and not (reviewer / "results/tiny/separated").exists()
 
 
 @pytest.mark.slow
@@ -440,22 +568,32 @@ def test_killing_the_decode_stage_midway_then_rerunning_finishes_without_partial
     )
     deadline = time.monotonic() + 300
     while (
-        not list((tmp_path / "results/decoded").glob("*/meta.json"))
+        not list((tmp_path / "results/tiny/decoded").glob("*/meta.json"))
         and time.monotonic() < deadline
         and process.poll() is None
     ):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    done = len(list((tmp_path / "results/decoded").glob("*/meta.json")))
+    done = len(list((tmp_path / "results/tiny/decoded").glob("*/meta.json")))
     assert 1 <= done < 8, done  # killed mid-way
     # a killed Snakemake leaves its lock: --unlock, as its message says, then the same command
     assert subprocess.run([*command, "--unlock"], cwd=tmp_path, capture_output=True, timeout=120).returncode == 0
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    tracks = sorted((tmp_path / "results/decoded").iterdir())
-    assert len(tracks) == 8 and not [p for p in (tmp_path / "results/decoded").rglob(".*")]
+    tracks = sorted((tmp_path / "results/tiny/decoded").iterdir())
+    assert len(tracks) == 8 and not [p for p in (tmp_path / "results/tiny/decoded").rglob(".*")]
     for track in tracks:
         samples = json.loads((track / "meta.json").read_text())["samples"]
         for stem in ("mixture", "drums", "bass", "other", "vocals"):
             assert np.load(track / f"{stem}.npy", mmap_mode="r").shape == (2, samples)
+
+
+def test_a_config_yaml_that_is_not_yaml_is_named_with_line_and_column(tmp_path):
+    """Snakemake alone says "Config file is not valid JSON or YAML", naming neither file nor line."""
+    (tmp_path / "config.yaml").write_text((REPO / "config/demo.yaml").read_text() + "oops: [1\n")
+    result = snakemake(tmp_path, None, "-n")
+    assert result.returncode != 0
+    lines = len((REPO / "config/demo.yaml").read_text().splitlines())
+    assert f"config.yaml:{lines + 2}:1: not valid YAML" in result.stdout + result.stderr, result.stdout
+    assert not (tmp_path / "results").exists()

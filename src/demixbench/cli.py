@@ -30,6 +30,10 @@ plan
     Prints a Markdown report (``--json FILE`` also writes it as JSON). See
     :mod:`demixbench.table.plan`.
 
+check-yaml
+    Check that YAML files parse, naming file, line and column of a syntax error (Snakemake's own
+    message names neither): ``demixbench check-yaml config.yaml``.
+
 New commands register a subparser in :func:`build_parser` with a ``handler`` default taking
 ``(args, parser)`` and returning an exit code.
 """
@@ -188,6 +192,20 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _run_check_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench check-yaml``: 0 when every file parses, else 1 with each error."""
+    from demixbench.yamlfile import YAMLFileError, load_yaml
+
+    status = 0
+    for path in args.files:
+        try:
+            load_yaml(path)
+        except YAMLFileError as error:
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``demixbench`` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -292,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the plan as JSON")
     plan.set_defaults(handler=_run_plan, subparser=plan)
+
+    check_yaml = commands.add_parser(
+        "check-yaml",
+        help="check that YAML files (e.g. a workflow config) parse; errors name file, line and column",
+        description="Parse each YAML file and report syntax errors with the file, line and column, "
+        "which Snakemake's own message omits. `make` runs it on the config before the workflow.",
+    )
+    check_yaml.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files to check")
+    check_yaml.set_defaults(handler=_run_check_yaml, subparser=check_yaml)
     return parser
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from demixbench import TARGETS
@@ -37,11 +38,21 @@ def check_config(config, schema_file):
             hint = f"; allowed keys: {', '.join(error.schema['properties'])}"
         elif error.validator == "required":
             hint = "; see config.yaml for every key with a comment"
-        raise WorkflowError(f"config key {key}: {error.message}{hint}")
+        message = error.message
+        if error.validator == "not" and "enum" in error.validator_value:
+            message = f"{error.instance!r} is reserved; not one of {', '.join(error.validator_value['enum'])}"
+        raise WorkflowError(f"config key {key}: {message}{hint}")
     validate(config, schema_file)  # Snakemake's validation also fills in the schema's defaults
 
 
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+#: The experiment this config describes. Each experiment has its own trees: every output, log,
+#: benchmark, work directory and the dataset report live under RESULTS and LOGS, so two configs
+#: never read or overwrite each other's files (docs/architecture.md, "Experiments").
+EXPERIMENT = config["experiment"]
+RESULTS = f"results/{EXPERIMENT}"
+LOGS = f"logs/{EXPERIMENT}"
 
 MODELS = list(config["models"])
 ORACLES = list(config["oracles"])
@@ -68,11 +79,34 @@ for _name in set(MODELS) & set(ORACLES):
 
 # ---- the dataset -----------------------------------------------------------------------------
 
-#: The dataset report of prepare_dataset or verify_dataset (counts, files, fingerprint).
-DATASET_REPORT = "results/datasets/report.json"
+#: The dataset report of prepare_dataset or verify_dataset (counts, files, fingerprint); the
+#: experiment's own, so another experiment's listing is never taken for this one's.
+DATASET_REPORT = f"{RESULTS}/datasets/report.json"
 #: True when the pipeline puts the dataset at data.root itself (generated, downloaded, extracted
 #: or copied) instead of verifying a local copy in place.
 ACQUIRE = DATA["source"] in ("synthetic", "musdb18-7s") or bool(DATA["origin"] or DATA["url_env"])
+
+
+def _inside(path, folder) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+for _key in ("root", "archive_dir"):
+    if DATA[_key] and _inside(DATA[_key], "results") and not _inside(DATA[_key], RESULTS):
+        raise WorkflowError(
+            f"config key data.{_key}: {DATA[_key]} is inside another experiment's results tree; "
+            f"put it under {RESULTS}/ (experiment {EXPERIMENT!r}) or outside results/"
+        )
+_OLD_LAYOUT = [
+    path
+    for path in ("results/datasets/report.json", "results/decoded", "results/models", "results/scores")
+    if Path(path).exists()
+]
+if _OLD_LAYOUT:
+    logger.warning(
+        f"{', '.join(_OLD_LAYOUT)}: a results tree of the layout before experiments, read by no experiment; "
+        "move it under results/<experiment>/ (see CHANGELOG.md) or delete it"
+    )
 
 
 def _synthetic_splits() -> Splits:
@@ -116,6 +150,11 @@ def _reported_splits() -> Splits:
     """The split recorded in the dataset report: what a reviewer who pulled the scores (and the
     report) but not the audio builds the tables from."""
     recorded = read_report(Path(DATASET_REPORT))
+    if recorded["source"] != DATA["source"]:
+        raise WorkflowError(
+            f"data.root: {DATA['root']}: dataset directory does not exist, and the dataset report "
+            f"{DATASET_REPORT} describes a {recorded['source']!r} dataset, not data.source {DATA['source']!r}"
+        )
     valid = tuple(DATA["validation_tracks"] or recorded["validation"])
     return Splits(
         train=tuple(t for t in recorded["subsets"]["train"] if t not in valid),
@@ -128,7 +167,9 @@ def splits() -> Splits:
     """Track names per split. Known when the DAG is built for synthetic data and for a dataset
     already at data.root (so a missing or malformed copy stops the run before any job); for a
     dataset still to be downloaded or extracted, known once the prepare_dataset checkpoint ran.
-    Without the audio but with its report (results/datasets/report.json), the report's split."""
+    Without the audio but with this experiment's report (DATASET_REPORT, e.g. pulled by a
+    reviewer), the report's split. Another experiment's report is never read: a config whose
+    dataset is missing and which has no report of its own stops here, before any job."""
     if not _SPLITS:
         if DATA["source"] == "synthetic":
             _SPLITS.append(_synthetic_splits())
@@ -202,7 +243,7 @@ def checkpoint_file(path):
 
 
 def decoded(tracks, stem="mixture"):
-    return [f"results/decoded/{track}/{stem}.npy" for track in tracks]
+    return [f"{RESULTS}/decoded/{track}/{stem}.npy" for track in tracks]
 
 
 def dataset_inputs(wildcards):
@@ -210,8 +251,14 @@ def dataset_inputs(wildcards):
     replacing a file of a local copy re-decodes that track)."""
     if DATA["source"] == "synthetic":
         return [DATASET_REPORT]
+    subset = splits().subset_of(wildcards.track)  # first: waits for the prepare_dataset checkpoint
+    if not Path(DATA["root"]).is_dir() and not Path(f"{RESULTS}/decoded/{wildcards.track}/meta.json").is_file():
+        # the split came from this experiment's dataset report (splits()); decoding needs the audio
+        raise WorkflowError(
+            f"data.root: {DATA['root']}: dataset directory does not exist; the dataset report {DATASET_REPORT} "
+            "is enough to rebuild the tables (make table), decoding needs the audio"
+        )
     layout = dataset_layout(DATA["source"])
-    subset = splits().subset_of(wildcards.track)
     return [DATASET_REPORT, *map(str, track_files(layout, Path(DATA["root"]), subset, wildcards.track))]
 
 
@@ -228,7 +275,7 @@ def runs(method):
 
 def all_scores(wildcards=None):
     return [
-        f"results/scores/{method}/{run}/{track}.json.gz"
+        f"{RESULTS}/scores/{method}/{run}/{track}.json.gz"
         for method in MODELS + ORACLES
         for run in runs(method)
         for track in splits().test
@@ -241,7 +288,7 @@ def table_rows():
         {
             "name": method,
             "kind": "oracle" if method in ORACLES else "model",
-            "seed_dirs": [f"results/scores/{method}/{run}" for run in runs(method)],
+            "seed_dirs": [f"{RESULTS}/scores/{method}/{run}" for run in runs(method)],
             "note": "",
         }
         for method in MODELS + ORACLES

@@ -26,7 +26,7 @@ if ACQUIRE:
             # synthetic data have no official split: the validation tracks are checked as given
             validation=list(splits().valid) if DATA["source"] == "synthetic" else DATA["validation_tracks"],
         log:
-            "logs/prepare_dataset.log",
+            f"{LOGS}/prepare_dataset.log",
         conda:
             "../../envs/demixbench.yaml"
         script:
@@ -52,7 +52,7 @@ else:
             data={key: DATA[key] for key in DATA if key not in ("sample_rate", "mixture_check")},
             validation=DATA["validation_tracks"],
         log:
-            "logs/verify_dataset.log",
+            f"{LOGS}/verify_dataset.log",
         conda:
             "../../envs/demixbench.yaml"
         script:
@@ -65,8 +65,8 @@ rule decode_track:
         dataset=dataset_inputs,
         code=code("data/decode.py", "data/cache.py", "data/probe.py", "data/layout.py"),
     output:
-        stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
-        meta="results/decoded/{track}/meta.json",
+        stems=expand(f"{RESULTS}/decoded/{{track}}/{{stem}}.npy", stem=STEMS, allow_missing=True),
+        meta=f"{RESULTS}/decoded/{{track}}/meta.json",
     params:
         source=DATA["source"],
         root=DATA["root"],
@@ -74,9 +74,9 @@ rule decode_track:
         sample_rate=DATA["sample_rate"],
         mixture_check=DATA["mixture_check"],
     log:
-        "logs/decode_track/{track}.log",
+        f"{LOGS}/decode_track/{{track}}.log",
     benchmark:
-        "results/benchmarks/decode_track/{track}.tsv"
+        f"{RESULTS}/benchmarks/decode_track/{{track}}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:
@@ -89,12 +89,12 @@ rule compute_input_stats:
         mixtures=lambda wildcards: decoded(splits().train),
         code=code("data/stats.py", "audio.py"),
     output:
-        "results/stats/input_stats.npz",
+        f"{RESULTS}/stats/input_stats.npz",
     params:
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],
     log:
-        "logs/compute_input_stats.log",
+        f"{LOGS}/compute_input_stats.log",
     conda:
         "../../envs/demixbench.yaml"
     script:

@@ -4,11 +4,13 @@
 rule score_track:
     """Score the four targets of one track jointly; museval-format JSON (gzipped)."""
     input:
-        estimates=expand("results/separated/{method}/{run}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
-        references=expand("results/decoded/{track}/{target}.npy", target=TARGETS, allow_missing=True),
+        estimates=expand(
+            f"{RESULTS}/separated/{{method}}/{{run}}/{{track}}/{{target}}.wav", target=TARGETS, allow_missing=True
+        ),
+        references=expand(f"{RESULTS}/decoded/{{track}}/{{target}}.npy", target=TARGETS, allow_missing=True),
         code=code("score", "separate/estimates.py", "data/cache.py", "data/layout.py"),
     output:
-        "results/scores/{method}/{run}/{track}.json.gz",
+        f"{RESULTS}/scores/{{method}}/{{run}}/{{track}}.json.gz",
     params:
         scoring=config["scoring"],
         sample_rate=DATA["sample_rate"],
@@ -21,9 +23,9 @@ rule score_track:
         mem_mb=config["resources"]["score"]["mem_mb"],
         runtime=config["resources"]["score"]["runtime"],
     log:
-        "logs/score_track/{method}/{run}/{track}.log",
+        f"{LOGS}/score_track/{{method}}/{{run}}/{{track}}.log",
     benchmark:
-        "results/benchmarks/score_track/{method}/{run}/{track}.tsv"
+        f"{RESULTS}/benchmarks/score_track/{{method}}/{{run}}/{{track}}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:

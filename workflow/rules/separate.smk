@@ -6,7 +6,7 @@ rule separate_track:
     input:
         weights=rules.train_model.output.weights,
         meta=rules.train_model.output.meta,
-        mixture="results/decoded/{track}/mixture.npy",
+        mixture=f"{RESULTS}/decoded/{{track}}/mixture.npy",
         code=code(
             "separate/track.py",
             "separate/apply.py",
@@ -18,7 +18,9 @@ rule separate_track:
             "audio.py",
         ),
     output:
-        expand("results/separated/{model}/seed{seed}/{track}/{target}.wav", target=TARGETS, allow_missing=True),
+        expand(
+            f"{RESULTS}/separated/{{model}}/seed{{seed}}/{{track}}/{{target}}.wav", target=TARGETS, allow_missing=True
+        ),
     params:
         arch=lambda wildcards: config["models"][wildcards.model]["arch"],
         separation=config["separation"],
@@ -29,9 +31,9 @@ rule separate_track:
         runtime=config["resources"]["separate"]["runtime"],
         gpu=config["resources"]["separate"]["gpu"],
     log:
-        "logs/separate_track/{model}/seed{seed}/{track}.log",
+        f"{LOGS}/separate_track/{{model}}/seed{{seed}}/{{track}}.log",
     benchmark:
-        "results/benchmarks/separate_track/{model}/seed{seed}/{track}.tsv"
+        f"{RESULTS}/benchmarks/separate_track/{{model}}/seed{{seed}}/{{track}}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:
@@ -41,10 +43,10 @@ rule separate_track:
 rule separate_oracle:
     """Oracle estimates of one test track, computed from its true stems."""
     input:
-        stems=expand("results/decoded/{track}/{stem}.npy", stem=STEMS, allow_missing=True),
+        stems=expand(f"{RESULTS}/decoded/{{track}}/{{stem}}.npy", stem=STEMS, allow_missing=True),
         code=code("separate/oracles.py", "separate/estimates.py", "data/cache.py", "data/layout.py", "audio.py"),
     output:
-        expand("results/separated/{oracle}/oracle/{track}/{target}.wav", target=TARGETS, allow_missing=True),
+        expand(f"{RESULTS}/separated/{{oracle}}/oracle/{{track}}/{{target}}.wav", target=TARGETS, allow_missing=True),
     params:
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],
@@ -53,9 +55,9 @@ rule separate_oracle:
         mem_mb=config["resources"]["separate"]["mem_mb"],
         runtime=config["resources"]["separate"]["runtime"],
     log:
-        "logs/separate_oracle/{oracle}/{track}.log",
+        f"{LOGS}/separate_oracle/{{oracle}}/{{track}}.log",
     benchmark:
-        "results/benchmarks/separate_oracle/{oracle}/{track}.tsv"
+        f"{RESULTS}/benchmarks/separate_oracle/{{oracle}}/{{track}}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:

@@ -2,20 +2,21 @@
 
 
 rule make_table:
-    """Median over frames, median over tracks, mean +/- s.e. over seeds; difference rows with
-    paired-bootstrap intervals and Wilcoxon p-values; also mean over tracks and nSDR."""
+    """Median over frames, median over tracks, mean +/- s.e. over seeds; difference rows paired by
+    seed, with seed- and track-aware t intervals, Holm-adjusted p-values and minimum detectable
+    differences (docs/statistics.md); also mean over tracks and nSDR."""
     input:
         scores=all_scores,
         imported=imported_scores,
         code=code("table", "score/scorefile.py", "htmlpage.py"),
     output:
-        markdown="results/tables/{metric}.md",
-        csv="results/tables/{metric}.csv",
-        json="results/tables/{metric}.json",
-        metrics="results/tables/{metric}.metrics.json",
-        latex="results/tables/{metric}.tex",
+        markdown=f"{RESULTS}/tables/{{metric}}.md",
+        csv=f"{RESULTS}/tables/{{metric}}.csv",
+        json=f"{RESULTS}/tables/{{metric}}.json",
+        metrics=f"{RESULTS}/tables/{{metric}}.metrics.json",
+        latex=f"{RESULTS}/tables/{{metric}}.tex",
         html=report(
-            "results/tables/{metric}.html",
+            f"{RESULTS}/tables/{{metric}}.html",
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{metric}"},
@@ -26,7 +27,7 @@ rule make_table:
         metric=lambda wildcards: wildcards.metric.upper(),
         bootstrap={key: config["table"][key] for key in ("bootstrap_resamples", "bootstrap_seed", "confidence")},
     log:
-        "logs/make_table/{metric}.log",
+        f"{LOGS}/make_table/{{metric}}.log",
     conda:
         "../../envs/demixbench.yaml"
     script:

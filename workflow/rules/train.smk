@@ -10,16 +10,16 @@ rule train_model:
         dataset=DATASET_REPORT,  # its fingerprint goes into the checkpoint's provenance
         code=code("train", "models", "data/cache.py", "data/layout.py", "data/stats.py", "audio.py"),
     output:
-        weights=checkpoint_file("results/models/{model}/seed{seed}/model.pt"),
-        meta=checkpoint_file("results/models/{model}/seed{seed}/model.json"),
-        history="results/models/{model}/seed{seed}/history.csv",
-        curves="results/models/{model}/seed{seed}/history.png",
+        weights=checkpoint_file(f"{RESULTS}/models/{{model}}/seed{{seed}}/model.safetensors"),
+        meta=checkpoint_file(f"{RESULTS}/models/{{model}}/seed{{seed}}/model.json"),
+        history=f"{RESULTS}/models/{{model}}/seed{{seed}}/history.csv",
+        curves=f"{RESULTS}/models/{{model}}/seed{{seed}}/history.png",
     params:
         model=model_params,
         seed=lambda wildcards: int(wildcards.seed),
         # Rolling state for resuming after preemption or kill; deliberately not an output, so
         # Snakemake does not delete it when the job fails.
-        work_dir=lambda wildcards: f"results/work/train_model/{wildcards.model}/seed{wildcards.seed}",
+        work_dir=lambda wildcards: f"{RESULTS}/work/train_model/{wildcards.model}/seed{wildcards.seed}",
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],
     threads: config["resources"]["train"]["threads"]
@@ -28,9 +28,9 @@ rule train_model:
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
     log:
-        "logs/train_model/{model}/seed{seed}.log",
+        f"{LOGS}/train_model/{{model}}/seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/train_model/{model}/seed{seed}.tsv"
+        f"{RESULTS}/benchmarks/train_model/{{model}}/seed{{seed}}.tsv"
     conda:
         "../../envs/demixbench.yaml"
     script:

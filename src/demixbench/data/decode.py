@@ -118,6 +118,10 @@ def _read_wav_track(track_dir: Path) -> tuple[dict[str, np.ndarray], int, dict[s
             raise DatasetError(str(err)) from None
         except (RuntimeError, soundfile.LibsndfileError) as err:
             raise DatasetError(f"{path}: unreadable wav: {err}") from None
+        if audio.shape[0] == 0:
+            raise DatasetError(
+                f"{path}: empty file: a wav header without audio (0 samples); restore it from the original archive"
+            )
         arrays[stem], rates[stem], origin[stem] = audio, int(rate), str(path)
     reference = rates["mixture"]
     for stem, rate in rates.items():
@@ -352,7 +356,8 @@ def decode_track(
     * mono files are duplicated to stereo (warning); more than 2 channels are refused;
     * refused, naming the file: missing, unreadable or truncated files, NaN/Inf samples, stems of
       different lengths or rates, and a mixture that is not the sum of the stems beyond the
-      codec's tolerance (see DecodeOptions). Silent stems are fine.
+      codec's tolerance (see DecodeOptions). Silent stems are fine: each is named in a warning and
+      in the metadata's ``silent_stems``.
 
     Every .npy is written atomically, so the cache never holds a half-written array; meta.json
     is written last, so its presence means the track is complete.
@@ -379,6 +384,16 @@ def decode_track(
         log.warning("%s: mono %s duplicated to stereo", location, ", ".join(mono))
 
     mixture_check = _check_mixture(track, location, arrays, layout == "wav", options)
+    silent = [stem for stem in TARGETS if not np.any(arrays[stem])]
+    for stem in silent:
+        # Once per stem and track, here where every track passes exactly once (issue 17): a silent
+        # test stem cannot be scored (museval's SDR is undefined without reference energy).
+        consequence = (
+            "its scores on this track are undefined (NaN) and the tables count this track out for it"
+            if subset == "test"
+            else "fine for training"
+        )
+        log.warning("%s: %s is silent over the whole track; %s", location, stem, consequence)
 
     if native_rate != sample_rate:
         log.info("%s: resampling %d Hz -> %d Hz (torchaudio.functional.resample)", location, native_rate, sample_rate)
@@ -401,6 +416,7 @@ def decode_track(
         "samples": samples,
         "native_sample_rate": native_rate,
         "mono_stems": mono,
+        "silent_stems": silent,
         "mixture_check": mixture_check,
     }
     atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2))

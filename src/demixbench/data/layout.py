@@ -115,6 +115,27 @@ def _check_stem_files(root: Path, subset: str, names: Sequence[str]) -> None:
                 )
 
 
+def check_dataset_root(root: Path, name: str = "MUSDB18") -> None:
+    """DatasetError unless ``root`` is a directory, saying what it is instead and what to set: a
+    file (an archive is acquired through ``data.origin``, not read in place) or nothing at all."""
+    root = Path(root)
+    if root.is_dir():
+        return
+    if root.is_file():
+        with root.open("rb") as handle:
+            zipped = handle.read(4) == b"PK\x03\x04"
+        what = "a zip archive" if zipped else "a file"
+        raise DatasetError(
+            f"{root}: is {what}, not a dataset directory. To use an archive, set data.origin: {root} (the "
+            "pipeline extracts it) and data.root to a directory to extract it into; otherwise set data.root "
+            f"to the extracted {name} directory (ROOT/train, ROOT/test)"
+        )
+    raise DatasetError(
+        f"{root}: dataset directory does not exist; set data.root to a local {name} copy (ROOT/train, "
+        "ROOT/test), data.origin to an archive or directory to acquire it from, or data.source: synthetic"
+    )
+
+
 def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None) -> Splits:
     """Scan `root` and split its tracks.
 
@@ -129,11 +150,7 @@ def list_tracks(source: str, root: Path, validation: Sequence[str] | None = None
     """
     root = Path(root)
     wav = dataset_layout(source, root) == "wav"
-    if not root.is_dir():
-        raise DatasetError(
-            f"{root}: dataset directory does not exist; set data.root to a local "
-            f"{'MUSDB18-HQ' if wav else 'MUSDB18'} copy (ROOT/train, ROOT/test) or use data.source: synthetic"
-        )
+    check_dataset_root(root, "MUSDB18-HQ" if wav else "MUSDB18")
     layout = "wav" if wav else "stem.mp4"
     train = scan_subset(root, "train", layout)
     test = scan_subset(root, "test", layout)

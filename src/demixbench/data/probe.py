@@ -53,6 +53,11 @@ def check_complete(path: Path) -> None:
     """
     path = Path(path)
     name = path.name.lower()
+    if path.stat().st_size == 0:
+        raise ProbeError(
+            f"{path}: empty file (0 bytes), e.g. an interrupted copy or download; restore it from the "
+            "original archive (or delete it and rerun the acquisition)"
+        )
     if name.endswith(".wav"):
         _check_riff(path)
     elif name.endswith(".mp4") or name.endswith(".m4a"):

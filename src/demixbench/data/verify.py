@@ -47,6 +47,7 @@ from demixbench.data.layout import (
     STEMS,
     SUBSETS,
     DatasetError,
+    check_dataset_root,
     dataset_layout,
     musdb_validation_tracks,
     scan_subset,
@@ -187,8 +188,7 @@ def verify_dataset(root: Path, spec: VerifySpec, progress: bool = True) -> Datas
         DatasetError naming the directory, track, stem or file at fault.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset directory does not exist")
+    check_dataset_root(root)
     layout = dataset_layout(spec.source, root)
     subsets = {subset: scan_subset(root, subset, layout) for subset in SUBSETS}
 

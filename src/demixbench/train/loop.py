@@ -77,7 +77,7 @@ def train(
         model_spec: architecture and constructor arguments.
         config: optimisation and data settings, including the seed.
         train_dirs, valid_dirs: decoded track directories (see demixbench.data.decode.decode_track).
-        checkpoint: path of model.pt; model.json is written beside it.
+        checkpoint: path of model.safetensors; model.json is written beside it.
         history_csv: per-epoch learning curves (history.json and history.png are written beside it).
         input_stats: (mean, std) per frequency bin, for models that normalise their input.
         gan: adversarial training settings, or None for the plain baseline.

@@ -10,6 +10,7 @@ share (see ChunkSampler.batch).
 from __future__ import annotations
 
 import copy
+import logging
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,8 @@ import torch
 from demixbench import TARGETS
 from demixbench.data.cache import load_decoded
 from demixbench.train import distributed
+
+log = logging.getLogger(__name__)
 
 
 class ChunkSampler:
@@ -45,6 +48,16 @@ class ChunkSampler:
         self.tracks = [load_decoded(d, stems=targets) for d in track_dirs]
         self.targets = tuple(targets)
         self.segment = segment
+        for directory, track in zip(track_dirs, self.tracks, strict=True):
+            length = next(iter(track.values())).shape[-1]
+            if length < segment:  # accepted, but never silently: most of each example is padding
+                log.warning(
+                    "%s: %d samples, shorter than the training segment (%d samples); its examples are "
+                    "zero padded. Shorten train.segment or leave the track out",
+                    Path(directory).name,
+                    length,
+                    segment,
+                )
         self.remix, self.channel_swap, self.sign_flip = remix, channel_swap, sign_flip
 
     def _read(self, track: dict[str, np.ndarray], target: str, offset_fraction: float) -> np.ndarray:

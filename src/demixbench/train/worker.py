@@ -7,7 +7,7 @@ it works as a plain 1-process command too. The file holds JSON-able values only:
      "train": {"seed": ..., ...},                      # TrainConfig fields
      "gan": {...} or null,                             # GANConfig fields
      "train_dirs": [...], "valid_dirs": [...],         # decoded track directories
-     "checkpoint": ".../model.pt", "history_csv": ".../history.csv",
+     "checkpoint": ".../model.safetensors", "history_csv": ".../history.csv",
      "input_stats": ".../stats.npz" or null, "stft": {"n_fft": ..., "hop_length": ...} or null,
      "record": {...} or null, "work_dir": ... or null, "provenance": {...} or null}
 """
