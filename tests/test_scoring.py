@@ -85,3 +85,20 @@ def test_a_target_silent_over_the_whole_track_is_undefined_and_the_others_are_sc
     silent = np.zeros_like(references)
     with pytest.raises(ValueError, match="every reference .* is silent"):
         score_arrays(silent, estimates, config=config)
+
+
+def test_a_track_shorter_than_the_scoring_window_is_named_in_a_warning(tmp_path, caplog):
+    from demixbench.score.track import score_track
+    from demixbench.separate.estimates import write_estimates
+
+    rng = np.random.default_rng(1)
+    track = tmp_path / "decoded" / "Short - Track"
+    track.mkdir(parents=True)
+    references = rng.normal(0, 0.1, size=(4, 2, 6000)).astype(np.float32)  # 0.75 s at 8 kHz
+    for name, audio in zip(("drums", "bass", "other", "vocals"), references, strict=True):
+        np.save(track / f"{name}.npy", audio)
+    write_estimates(tmp_path / "est", references * 0.9, ("drums", "bass", "other", "vocals"), 8000)
+    with caplog.at_level("WARNING"):
+        scores = score_track(track, tmp_path / "est", tmp_path / "out.json.gz", config=ScoringConfig(sample_rate=8000))
+    assert "Short - Track: 6000 samples, shorter than the scoring window" in caplog.text
+    assert len(scores["targets"][0]["frames"]) == 1

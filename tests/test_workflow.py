@@ -597,3 +597,49 @@ def test_a_config_yaml_that_is_not_yaml_is_named_with_line_and_column(tmp_path):
     lines = len((REPO / "config/demo.yaml").read_text().splitlines())
     assert f"config.yaml:{lines + 2}:1: not valid YAML" in result.stdout + result.stderr, result.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_test_track_with_silent_vocals_still_gets_a_table(tmp_path, small_dataset):
+    """Issue 17: one test track's vocals all zeros (an instrumental). The pipeline finishes, the
+    table is finite where defined, and the vocals cells say they rest on one track fewer."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "MUSDB18-HQ"
+    shutil.copytree(small_dataset, root)
+    track = sorted(os.listdir(root / "test"))[0]
+    folder = root / "test" / track
+    vocals, rate = sf.read(folder / "vocals.wav", dtype="int16")
+    mixture, _ = sf.read(folder / "mixture.wav", dtype="int16")
+    sf.write(folder / "mixture.wav", mixture - vocals, rate, subtype="PCM_16")  # still the sum of the stems
+    sf.write(folder / "vocals.wav", np.zeros_like(vocals), rate, subtype="PCM_16")
+
+    config = tiny_config()
+    config["experiment"] = "instrumental"
+    validation = [sorted(os.listdir(root / "train"))[-1]]
+    config["data"].update(source="musdb18hq", root=str(root), validation_tracks=validation)
+    config["data"]["counts"] = {"train": len(os.listdir(root / "train")), "test": len(os.listdir(root / "test"))}
+    config["models"] = {"unet": config["models"]["unet"]}
+    config["seeds"] = [1]
+    config["report"]["excerpt_tracks"] = 0
+    result = snakemake(tmp_path, config, "--cores", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    decode_log = (tmp_path / "logs/instrumental/decode_track" / f"{track}.log").read_text()
+    assert f"{track}: vocals is silent over the whole track" in decode_log
+
+    tables = tmp_path / "results/instrumental/tables"
+    table = json.loads((tables / "sdr.json").read_text())
+    for name, row in table["rows"].items():
+        for column in ("drums", "bass", "other", "vocals", "All"):
+            assert row[column]["mean"] is not None, (name, column)
+    csv = (tables / "sdr.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    n_tracks = {
+        (fields[header.index("row")], fields[header.index("target")]): fields[header.index("n_tracks")]
+        for fields in (line.split(",") for line in csv[1:])
+        if fields[header.index("aggregation")] == "median"
+    }
+    assert n_tracks[("unet", "vocals")] == "1" and n_tracks[("unet", "drums")] == "2"
+    markdown = (tables / "sdr.md").read_text()
+    assert "(1 track)" in markdown and "(N tracks): the cell rests on N of the 2 tracks" in markdown

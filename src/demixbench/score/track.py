@@ -184,6 +184,15 @@ def score_track(
     the museval-format scores to `out` (see score_arrays and write_scores)."""
     track = load_decoded(track_dir, stems=targets, mmap=False)
     references = np.stack([track[target] for target in targets])
+    window = int(config.win_seconds * config.sample_rate)
+    if references.shape[-1] < window:  # accepted, but never silently: one zero-padded frame
+        log.warning(
+            "%s: %d samples, shorter than the scoring window (scoring.win_seconds = %g s); it is scored "
+            "on one zero-padded frame",
+            Path(track_dir).name,
+            references.shape[-1],
+            config.win_seconds,
+        )
     scores = score_arrays(references, read_estimates(estimates_dir, targets), targets, config)
     write_scores(out, scores)
     log.info(

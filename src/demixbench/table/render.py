@@ -134,7 +134,7 @@ def _format_cell(cell: Cell, style: str = "text") -> str:
         if not math.isnan(cell.p_value):
             text += f" ({number.format(_format_p(cell.p_value))})"
     if cell.fewer_tracks is not None:
-        text += f" ({cell.fewer_tracks} tracks)"
+        text += f" ({cell.fewer_tracks} track{'' if cell.fewer_tracks == 1 else 's'})"
     return text
 
 
