@@ -30,6 +30,17 @@ plan
     Prints a Markdown report (``--json FILE`` also writes it as JSON). See
     :mod:`demixbench.table.plan`.
 
+score
+    Score any directory of estimates (``DIR/<track>/<target>.wav``, or museval's
+    ``DIR/test/<track>/<target>.wav``) against a MUSDB18-HQ root, a MUSDB18 root or the pipeline's
+    decoded cache, writing ``OUT/<track>.json.gz`` as the pipeline does, in parallel and resumable::
+
+        demixbench score --references data/musdb18hq --estimates my_estimates --out scores/mine \
+            --backend fast --metrics all --jobs 8
+
+    Exit 1, listing every problem, when inputs are missing or do not match the references. See
+    :mod:`demixbench.score.batch`.
+
 check-yaml
     Check that YAML files parse, naming file, line and column of a syntax error (Snakemake's own
     message names neither): ``demixbench check-yaml config.yaml``.
@@ -48,6 +59,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demixbench import TARGETS, __version__
+from demixbench.data.layout import SUBSETS
 from demixbench.score.scorefile import METRICS
 
 log = logging.getLogger(__name__)
@@ -192,6 +204,56 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _run_score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench score``: 0 when every track is scored (or already was), else 1
+    with every problem listed."""
+    # Imported here, not at the top: scoring needs numpy, scipy and soundfile, which ``demixbench
+    # --help`` and the parser's usage errors should not wait for.
+    from demixbench.score.batch import ScoreInputError, score_directory
+    from demixbench.score.track import ScoringConfig
+
+    if args.metrics == "sdr-only" and args.backend != "fast":
+        parser.error("--metrics sdr-only is the fast backend's SDR-only path; use --backend fast")
+    if args.verbose == 0:  # the detected layouts and the summary are worth seeing by default
+        logging.getLogger("demixbench.score.batch").setLevel(logging.INFO)
+    try:
+        config = ScoringConfig(backend=args.backend, win_seconds=args.win, hop_seconds=args.hop)
+        summary = score_directory(
+            args.references,
+            args.estimates,
+            args.out,
+            subset=args.subset,
+            targets=tuple(args.targets) if args.targets else TARGETS,
+            config=config,
+            metrics=args.metrics,
+            jobs=args.jobs,
+            tracks=args.tracks,
+            sample_rate=args.sample_rate,
+        )
+    except ScoreInputError as error:
+        for problem in error.problems:
+            print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        print(f"{parser.prog}: {len(error.problems)} problem(s); nothing was scored", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    for message in summary.failed.values():
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
 def _run_check_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench check-yaml``: 0 when every file parses, else 1 with each error."""
     from demixbench.yamlfile import YAMLFileError, load_yaml
@@ -310,6 +372,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the plan as JSON")
     plan.set_defaults(handler=_run_plan, subparser=plan)
+
+    score = commands.add_parser(
+        "score",
+        help="score a directory of estimates against MUSDB18(-HQ) or the decoded cache (museval JSON per track)",
+        description="Score estimates (DIR/<track>/<target>.wav, or museval's DIR/<subset>/<track>/<target>.wav) "
+        "against references: a MUSDB18-HQ root (wav), a MUSDB18 root (.stem.mp4) or the pipeline's decoded "
+        "cache (<track>/<stem>.npy), detected from the files. Writes OUT/<track>.json.gz (museval/SiSEC JSON "
+        "with the MDX nSDR), the same bytes the pipeline writes, in parallel over tracks; tracks already "
+        "scored are skipped. Every problem with the inputs is listed before anything is scored (exit 1).",
+    )
+    score.add_argument(
+        "--references",
+        type=Path,
+        required=True,
+        metavar="ROOT",
+        help="MUSDB18-HQ or MUSDB18 root (ROOT/<subset>/...) or the pipeline's decoded cache",
+    )
+    score.add_argument("--estimates", type=Path, required=True, metavar="DIR", help="DIR/<track>/<target>.wav")
+    score.add_argument("--out", type=Path, required=True, metavar="OUTDIR", help="directory for <track>.json.gz")
+    score.add_argument("--subset", default="test", choices=SUBSETS, help="the references' subset (default: test)")
+    score.add_argument(
+        "--targets", nargs="+", default=None, metavar="TARGET", help=f"targets (default: {' '.join(TARGETS)})"
+    )
+    score.add_argument(
+        "--backend",
+        default="fast",
+        choices=("fast", "museval"),
+        help="BSS Eval v4: the project's exact fast scorer or museval itself (default: fast)",
+    )
+    score.add_argument(
+        "--metrics",
+        default="all",
+        choices=("all", "sdr-only"),
+        help="SDR, ISR, SIR and SAR, or SDR only (the fast scorer's SDR-only path; tables read SDR from "
+        "such files) (default: all)",
+    )
+    score.add_argument(
+        "--jobs", type=_positive_int, default=None, metavar="N", help="tracks scored at once (default: the CPUs)"
+    )
+    score.add_argument("--win", type=_positive_float, default=1.0, metavar="SECONDS", help="frame length (default: 1)")
+    score.add_argument("--hop", type=_positive_float, default=1.0, metavar="SECONDS", help="frame hop (default: 1)")
+    score.add_argument(
+        "--tracks", nargs="+", default=None, metavar="NAME", help="score these tracks only (default: all)"
+    )
+    score.add_argument(
+        "--sample-rate",
+        type=_positive_int,
+        default=None,
+        metavar="HZ",
+        help="scoring rate (default: the decoded cache's, or 44100 for MUSDB18 files, which are resampled to it)",
+    )
+    score.set_defaults(handler=_run_score, subparser=score)
 
     check_yaml = commands.add_parser(
         "check-yaml",

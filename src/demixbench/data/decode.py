@@ -338,6 +338,25 @@ def _json_float(value: float) -> float | str:
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
+def checked_stereo(arrays: dict[str, np.ndarray], origin: dict[str, str]) -> list[str]:
+    """Check a track's stems in place and make them stereo: NaN/Inf samples and more than two
+    channels are refused naming the file (``origin``: stem -> file); mono stems are duplicated to
+    two channels. ``arrays``: stem -> (samples, channels). Returns the stems that were mono."""
+    mono = []
+    for stem, audio in arrays.items():
+        if audio.dtype.kind == "f" and not np.isfinite(audio).all():  # PCM is finite by construction
+            bad = int(np.count_nonzero(~np.isfinite(audio)))
+            raise DatasetError(f"{origin[stem]}: {bad} NaN or Inf samples; the file is damaged, restore it")
+        if audio.shape[1] == 1:
+            mono.append(stem)
+            arrays[stem] = np.repeat(audio, 2, axis=1)
+        elif audio.shape[1] != 2:
+            raise DatasetError(
+                f"{origin[stem]}: {audio.shape[1]} channels; MUSDB18 stems are stereo (mono is duplicated)"
+            )
+    return mono
+
+
 def decode_track(
     source: str,
     root: Path,
@@ -368,18 +387,7 @@ def decode_track(
     location = track_location(layout, root, subset, track)
     arrays, native_rate, origin = read_track(layout, root, subset, track, options)
 
-    mono = []
-    for stem, audio in arrays.items():
-        if audio.dtype.kind == "f" and not np.isfinite(audio).all():  # PCM is finite by construction
-            bad = int(np.count_nonzero(~np.isfinite(audio)))
-            raise DatasetError(f"{origin[stem]}: {bad} NaN or Inf samples; the file is damaged, restore it")
-        if audio.shape[1] == 1:
-            mono.append(stem)
-            arrays[stem] = np.repeat(audio, 2, axis=1)
-        elif audio.shape[1] != 2:
-            raise DatasetError(
-                f"{origin[stem]}: {audio.shape[1]} channels; MUSDB18 stems are stereo (mono is duplicated)"
-            )
+    mono = checked_stereo(arrays, origin)
     if mono:
         log.warning("%s: mono %s duplicated to stereo", location, ", ".join(mono))
 
@@ -397,7 +405,7 @@ def decode_track(
 
     if native_rate != sample_rate:
         log.info("%s: resampling %d Hz -> %d Hz (torchaudio.functional.resample)", location, native_rate, sample_rate)
-        arrays = {stem: _resample(to_float32(audio), native_rate, sample_rate) for stem, audio in arrays.items()}
+        arrays = {stem: resample(to_float32(audio), native_rate, sample_rate) for stem, audio in arrays.items()}
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -424,7 +432,7 @@ def decode_track(
     return meta
 
 
-def _resample(audio: np.ndarray, orig: int, new: int) -> np.ndarray:
+def resample(audio: np.ndarray, orig: int, new: int) -> np.ndarray:
     """(samples, channels) float32 at `orig` Hz -> (samples', channels) at `new` Hz."""
     # Imported here, not at the top: importing torch takes about 3.5 s, which every decode job
     # would pay, and only a dataset at another sample rate than data.sample_rate is resampled.

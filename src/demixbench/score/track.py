@@ -122,13 +122,18 @@ def score_arrays(
     estimates: np.ndarray,
     targets: Sequence[str] = TARGETS,
     config: ScoringConfig = ScoringConfig(),
+    *,
+    sdr_only: bool = False,
 ) -> dict:
     """Score one track; returns the museval-format dict (see module docstring).
 
     references, estimates: (targets, channels, samples), in the order of `targets`. A target
     whose reference is silent over the whole track gets NaN in every frame and NaN nSDR; the
-    others are scored as usual. ValueError when every reference is silent.
+    others are scored as usual. ValueError when every reference is silent. ``sdr_only``: the fast
+    scorer's SDR-only path (CPU), frames holding {"SDR": ...} only.
     """
+    if sdr_only and config.backend != "fast":
+        raise ValueError("the SDR-only path is the fast backend's (scoring backend 'fast')")
     if references.shape != estimates.shape:
         raise ValueError(f"references {references.shape} and estimates {estimates.shape} differ in shape")
     sample_rate = config.sample_rate
@@ -147,13 +152,13 @@ def score_arrays(
             ", ".join(targets[index] for index in silent),
         )
     # museval wants (sources, samples, channels)
-    scored_metrics = BACKENDS[config.backend](
-        references[scored].transpose(0, 2, 1),
-        estimates[scored].transpose(0, 2, 1),
-        win=win,
-        hop=hop,
-        device=config.device,
-    )
+    scored_references, scored_estimates = references[scored].transpose(0, 2, 1), estimates[scored].transpose(0, 2, 1)
+    if sdr_only:
+        scored_metrics = {"SDR": bss_eval_v4(scored_references, scored_estimates, win=win, hop=hop, sdr_only=True)[0]}
+    else:
+        scored_metrics = BACKENDS[config.backend](
+            scored_references, scored_estimates, win=win, hop=hop, device=config.device
+        )
     n_frames = scored_metrics["SDR"].shape[1]
     metrics = {name: np.full((len(targets), n_frames), np.nan) for name in scored_metrics}
     for name, values in scored_metrics.items():
@@ -164,7 +169,7 @@ def score_arrays(
             {
                 "time": k * hop / sample_rate,
                 "duration": win / sample_rate,
-                "metrics": {name: float(metrics[name][index, k]) for name in _FRAME_METRICS},
+                "metrics": {name: float(metrics[name][index, k]) for name in _FRAME_METRICS if name in metrics},
             }
             for k in range(n_frames)
         ]
