@@ -26,8 +26,9 @@ ORDER = ("core", "data", "models", "separate", "score", "train", "table", "repor
 #: Modules reached from an adapter that do not decide the rule's outputs, so they are not declared
 #: in its code(): logging, atomic file placement, device choice, run metadata. Training also uses
 #: separation and scoring for its validation metrics (the best epoch is chosen on the validation
-#: loss), so editing the scorer does not retrain the models.
-NOT_DECIDING = {"logs.py", "fileio.py", "devices.py", "provenance.py"}
+#: loss), so editing the scorer does not retrain the models. constraints.py only refuses settings
+#: (the config check and the classes share it): it changes no output of a run it lets through.
+NOT_DECIDING = {"logs.py", "fileio.py", "devices.py", "provenance.py", "constraints.py"}
 NOT_DECIDING_PER_RULE = {
     # the dataset report (an input) already identifies the data; verify only copies its summary
     # into the checkpoint's provenance

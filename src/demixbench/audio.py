@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from demixbench.constraints import check_stft
+
 
 @dataclass(frozen=True)
 class STFTConfig:
@@ -23,10 +25,7 @@ class STFTConfig:
     hop_length: int = 1024
 
     def __post_init__(self) -> None:
-        if self.n_fft <= 0 or self.n_fft & (self.n_fft - 1):
-            raise ValueError(f"stft.n_fft must be a positive power of two, got {self.n_fft}")
-        if not 0 < self.hop_length <= self.n_fft:
-            raise ValueError(f"stft.hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}")
+        check_stft(self.n_fft, self.hop_length)
 
     @property
     def n_bins(self) -> int:

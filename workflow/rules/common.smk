@@ -1,5 +1,6 @@
 """Config validation, the dataset's track lists, and the paths and params shared by the rules."""
 
+import inspect
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
-from demixbench import TARGETS
+from demixbench import TARGETS, constraints
 from demixbench.data.layout import STEMS, DatasetError, Splits, dataset_layout, list_tracks, track_files
 from demixbench.data.synthetic import SyntheticSpec, track_names
 from demixbench.data.verify import read_report
@@ -47,6 +48,40 @@ def check_config(config, schema_file):
 
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
+
+# Cross-key constraints: the checks each job's library code runs on its settings
+# (demixbench.constraints), run here on the config so that a config a job would reject stops
+# before any job, with the key named.
+
+
+def _refuse(key, problem):
+    raise WorkflowError(f"config key {key}: {problem}")
+
+
+def _arguments(key, registry, name, args):
+    """The complete constructor arguments of registry[name] (a demixbench.constraints mirror), checked."""
+    try:
+        return registry[name](**args)
+    except TypeError:
+        allowed = list(inspect.signature(registry[name]).parameters)
+        unknown = sorted(set(args) - set(allowed))
+        _refuse(key, f"unknown argument(s) {', '.join(unknown) or args} for {name!r}; allowed: {', '.join(allowed)}")
+    except ValueError as err:
+        _refuse(key, err)
+
+
+def _samples(key, seconds):
+    try:
+        return constraints.samples(seconds, DATA["sample_rate"])
+    except ValueError as err:
+        _refuse(key, err)
+
+
+try:
+    constraints.check_stft(config["stft"]["n_fft"], config["stft"]["hop_length"])
+except ValueError as err:
+    _refuse("stft", err)
+
 #: The experiment this config describes. Each experiment has its own trees: every output, log,
 #: benchmark, work directory and the dataset report live under RESULTS and LOGS, so two configs
 #: never read or overwrite each other's files (docs/architecture.md, "Experiments").
@@ -75,6 +110,64 @@ for _name, _entry in config["models"].items():
                 )
 for _name in set(MODELS) & set(ORACLES):
     raise WorkflowError(f"config key models.{_name}: the name is taken by an oracle; rename the model")
+
+for _name, _entry in config["models"].items():
+    _key = f"models.{_name}"
+    _args = _arguments(f"{_key}.args", constraints.ARCHITECTURE_ARGS, _entry["arch"], _entry["args"])
+    if _args["audio_channels"] != 2:
+        _refuse(f"{_key}.args.audio_channels", f"{_args['audio_channels']}; the decoded tracks are stereo: 2")
+    if sorted(_args["targets"]) != sorted(TARGETS):
+        _refuse(
+            f"{_key}.args.targets",
+            f"{list(_args['targets'])}; every model separates (and is scored on) each of {', '.join(TARGETS)} once",
+        )
+    _segment = _samples(f"{_key}.train.segment_seconds", _entry["train"]["segment_seconds"])
+    _samples(f"{_key}.train.valid_segment_seconds", _entry["train"]["valid_segment_seconds"])
+    if config["resources"]["train"]["gpu"] > 1:
+        try:
+            constraints.check_batch_split(_entry["train"]["batch_size"], config["resources"]["train"]["gpu"])
+        except ValueError as err:
+            _refuse(f"{_key}.train.batch_size (with resources.train.gpu)", err)
+    if "gan" in _entry:
+        _gan = _entry["gan"]
+        try:
+            constraints.check_discriminator_domain(_gan["discriminator"], _entry["arch"])
+        except ValueError as err:
+            _refuse(f"{_key}.gan.discriminator", err)
+        _disc = _arguments(
+            f"{_key}.gan.discriminator_args",
+            constraints.DISCRIMINATOR_ARGS,
+            _gan["discriminator"],
+            _gan["discriminator_args"],
+        )
+        for _check, _at, _values in (
+            (
+                constraints.check_discriminator_channels,
+                "gan.discriminator_args.in_channels",
+                (_disc["in_channels"], len(_args["targets"]), _args["audio_channels"]),
+            ),
+            (
+                constraints.check_discriminator_length,
+                "train.segment_seconds",
+                (_gan["discriminator"], constraints.discriminator_min_length(_gan["discriminator"], _disc), _segment),
+            ),
+        ):
+            try:
+                _check(*_values)
+            except ValueError as err:
+                _refuse(f"{_key}.{_at}", err)
+_samples("separation.segment_seconds", config["separation"]["segment_seconds"])
+_win = _samples("scoring.win_seconds", config["scoring"]["win_seconds"])
+_hop = _samples("scoring.hop_seconds", config["scoring"]["hop_seconds"])
+try:
+    constraints.check_scoring_frames(_win, _hop)
+except ValueError as err:
+    _refuse("scoring.hop_seconds", f"{err}; use at most scoring.win_seconds: {config['scoring']['win_seconds']}")
+if config["scoring"]["device"] == "cuda" and config["scoring"]["backend"] != "fast":
+    # as ScoringConfig refuses it (demixbench.score.track imports scipy, too heavy for the DAG)
+    _refuse("scoring.device", "'cuda' needs scoring.backend 'fast' (museval runs on the CPU)")
+if config["report"]["excerpt_tracks"]:
+    _samples("report.excerpt_seconds", config["report"]["excerpt_seconds"])
 
 
 # ---- the dataset -----------------------------------------------------------------------------
@@ -112,7 +205,10 @@ if _OLD_LAYOUT:
 def _synthetic_splits() -> Splits:
     """Synthetic track names are deterministic: known before the data exist."""
     n_valid = DATA["synthetic"]["n_validation"]
-    names = track_names(SyntheticSpec(**SYNTHETIC, sample_rate=DATA["sample_rate"]))
+    try:
+        names = track_names(SyntheticSpec(**SYNTHETIC, sample_rate=DATA["sample_rate"]))
+    except ValueError as err:
+        raise WorkflowError(f"config key data.synthetic: {err}") from None
     if n_valid >= len(names["train"]):
         raise WorkflowError(
             f"config key data.synthetic.n_validation: {n_valid} must be smaller than data.synthetic.n_train: "

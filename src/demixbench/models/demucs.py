@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from demixbench import TARGETS
+from demixbench.constraints import check_demucs
 
 
 def center_trim(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -92,12 +93,7 @@ class DemucsV1(nn.Module):
         targets: tuple[str, ...] = TARGETS,
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if not 1 <= stride <= kernel_size:
-            raise ValueError(f"need 1 <= stride <= kernel_size, got stride={stride}, kernel_size={kernel_size}")
-        if context < 1:
-            raise ValueError(f"context must be >= 1, got {context}")
+        check_demucs(depth, kernel_size, stride, context)
         self.targets = tuple(targets)
         self.audio_channels = audio_channels
         self.depth = depth

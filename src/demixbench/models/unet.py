@@ -15,6 +15,7 @@ from torch import nn
 
 from demixbench import TARGETS
 from demixbench.audio import STFT, STFTConfig
+from demixbench.constraints import check_unet
 
 
 class _EncoderBlock(nn.Sequential):
@@ -120,15 +121,9 @@ class UNet(nn.Module):
         targets: tuple[str, ...] = TARGETS,
     ) -> None:
         super().__init__()
+        check_unet(n_fft, hop_length, max_bins, channels, kernel_size, mask_extension)
         self.stft = STFT(STFTConfig(n_fft=n_fft, hop_length=hop_length))
-        n_bins = self.stft.config.n_bins
-        if not 0 < max_bins <= n_bins:
-            raise ValueError(f"max_bins must be in (0, {n_bins}] for n_fft={n_fft}, got {max_bins}")
         self.stride = 2 ** len(channels)
-        if max_bins % self.stride:
-            raise ValueError(f"max_bins={max_bins} must be a multiple of 2**len(channels)={self.stride}")
-        if mask_extension not in ("zeros", "ones"):
-            raise ValueError(f"mask_extension must be 'zeros' or 'ones', got {mask_extension!r}")
         self.max_bins = max_bins
         self.mask_extension = mask_extension
         self.targets = tuple(targets)

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from demixbench.constraints import samples
+
 #: Training precisions: the autocast dtype of each (None: no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -44,6 +46,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        samples(self.segment_seconds, self.sample_rate)
+        samples(self.valid_segment_seconds, self.sample_rate)
 
     @property
     def segment(self) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from demixbench.constraints import check_batch_split
+
 logger = logging.getLogger(__name__)
 
 #: Signals `launch` forwards to torchrun. torchrun passes the signals in _TORCHRUN_SIGNALS on to
@@ -133,13 +135,7 @@ def barrier() -> None:
 
 def local_batch_size(batch_size: int, world_size: int) -> int:
     """The per-rank share of a global batch, which must split evenly over the ranks."""
-    if world_size < 1:
-        raise ValueError(f"world size must be at least 1, got {world_size}")
-    if batch_size % world_size:
-        raise ValueError(
-            f"batch_size={batch_size} is the global batch and must be divisible by the number of "
-            f"processes ({world_size}); use a multiple of {world_size}, or another number of GPUs"
-        )
+    check_batch_split(batch_size, world_size)
     return batch_size // world_size
 
 

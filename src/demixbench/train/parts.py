@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from demixbench import TARGETS
-from demixbench.models import DISCRIMINATORS, ModelSpec, build_discriminator, build_model
+from demixbench.constraints import DISCRIMINATOR_ARGS, check_discriminator, discriminator_min_length
+from demixbench.models import ModelSpec, build_discriminator, build_model
 from demixbench.train import distributed
 from demixbench.train.config import PRECISIONS, GANConfig, TrainConfig
 from demixbench.train.sampler import BatchLoader
@@ -129,12 +130,17 @@ def build_parts(
             torch.random.default_generator.manual_seed(discriminator_seed(config.seed))
             discriminator = build_discriminator(gan.discriminator, gan.discriminator_args)
         discriminator.to(device)
-        if discriminator.domain != model.domain:
-            compatible = sorted(name for name, cls in DISCRIMINATORS.items() if cls.domain == model.domain)
-            raise ValueError(
-                f"discriminator {gan.discriminator!r} compares {discriminator.domain} representations, but "
-                f"{model_spec.arch!r} is a {model.domain} model; use one of: {', '.join(compatible)}"
-            )
+        # the checks of the workflow's config check (demixbench.constraints)
+        disc_args = DISCRIMINATOR_ARGS[gan.discriminator](**gan.discriminator_args)
+        check_discriminator(
+            gan.discriminator,
+            model_spec.arch,
+            disc_args["in_channels"],
+            len(targets),
+            model.audio_channels,
+            discriminator_min_length(gan.discriminator, disc_args),
+            config.segment,
+        )
         if multi:
             discriminator = _sync_batchnorm(discriminator, device, f"discriminator {gan.discriminator!r}")
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=gan.lr, betas=gan.betas)
