@@ -199,3 +199,19 @@ def test_metrics_diff_shows_the_sdr_change_between_two_commits(lab):
     assert change["old"] == before["rows"]["unet"]["All"] and change["new"] == after["rows"]["unet"]["All"]
     assert change["diff"] == pytest.approx(after["rows"]["unet"]["All"] - before["rows"]["unet"]["All"])
     assert "rows.unet.All" in run(["dvc", "metrics", "diff", "HEAD~1"], cwd=lab).stdout
+
+
+@pytest.mark.slow
+def test_retraining_with_the_same_seed_leaves_the_weights_unchanged_for_dvc(lab):
+    """Issue 17: the same seed on the same machine writes the same weight bytes, so after a retrain
+    DVC sees model.json (its provenance records the time) changed but not the weights, and stores
+    and transfers no new copy of them. Runs last: it retrains one model in the lab."""
+    weights = "results/tiny/models/unet/seed1/model.safetensors"
+    before = (lab / weights).read_bytes()
+    retrain = run(["snakemake", "--cores", "2", "--force", weights], cwd=lab, timeout=900)
+    assert "rule train_model:" in retrain.stdout + retrain.stderr
+    assert (lab / weights).read_bytes() == before
+    status = json.loads(run(["dvc", "data", "status", "--granular", "--json"], cwd=lab).stdout)
+    changed = [path for paths in status.get("uncommitted", {}).values() for path in paths]
+    assert "results/tiny/models/unet/seed1/model.json" in changed, status
+    assert weights not in changed, status
