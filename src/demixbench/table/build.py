@@ -29,29 +29,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_table"]
 
-#: Columns of every tidy table frame, in order.
-_COLUMNS: tuple[str, ...] = (
-    "aggregation",
-    "row",
-    "kind",
-    "target",
-    "mean",
-    "se",
-    "n_seeds",
-    "n_tracks",
-    "design",
-    "se_total",
-    "df",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_holm",
-    "significant",
-    "mdd",
-    "p_wilcoxon_tracks",
-)
-
-#: dtypes of the tidy frame's columns.
+#: The columns of every tidy table frame, in order, and their dtypes.
 _DTYPES: dict[str, str] = {
     "aggregation": "object",
     "row": "object",
@@ -308,7 +286,7 @@ def _aggregate_table(
                 )
             records.append(record)
 
-    frame = pd.DataFrame.from_records(records, columns=list(_COLUMNS)).astype(_DTYPES)
+    frame = pd.DataFrame.from_records(records, columns=list(_DTYPES)).astype(_DTYPES)
     return frame, seed_values
 
 
