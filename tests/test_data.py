@@ -94,3 +94,14 @@ def test_layouts_of_the_sources(small_dataset, tmp_path):
 def test_decode_refuses_unknown_track(small_dataset, tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         decode_track("synthetic", small_dataset, "test", "No Such Track", tmp_path / "out")
+
+
+def test_an_empty_stem_file_stops_the_listing_naming_it(tmp_path, small_dataset):
+    """list_tracks runs when the workflow builds its DAG: an empty wav stops the run before any job."""
+    root = tmp_path / "copy"
+    shutil.copytree(small_dataset, root)
+    track = sorted(p.name for p in (root / "test").iterdir())[0]
+    (root / "test" / track / "bass.wav").write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty file") as error:
+        list_tracks("musdb18hq", root, validation=[])
+    assert str(root / "test" / track / "bass.wav") in str(error.value)

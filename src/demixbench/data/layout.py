@@ -105,13 +105,19 @@ def scan_subset(root: Path, subset: str, layout: str) -> list[str]:
 
 
 def _check_stem_files(root: Path, subset: str, names: Sequence[str]) -> None:
-    """DatasetError naming the first missing stem file of a wav-layout subset."""
+    """DatasetError naming the first missing or empty stem file of a wav-layout subset (a stat per
+    file: cheap enough for the DAG, so an interrupted copy stops the run before any job)."""
     for name in names:
         for path in track_files("wav", root, subset, name):
             if not path.is_file():
                 raise DatasetError(
                     f"{path}: missing stem file; every track needs {', '.join(s + '.wav' for s in STEMS)}. "
                     f"Restore the file or remove the track directory."
+                )
+            if path.stat().st_size == 0:
+                raise DatasetError(
+                    f"{path}: empty file (0 bytes), e.g. an interrupted copy or download; restore it from the "
+                    "original archive"
                 )
 
 
