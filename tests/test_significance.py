@@ -376,3 +376,27 @@ def test_power_for_three_seed_standard_deviations_with_5_vs_5_seeds(paired: bool
     power = detected / repetitions
     print(f"power at 3 seed s.d. ({3 * seed_sd:.2f} dB), 5 vs 5 seeds, {'paired' if paired else 'unpaired'}: {power}")
     assert np.all(power[:N_TARGETS] > 0.5), power
+
+
+def test_plan_floor_is_the_limit_of_more_seeds() -> None:
+    """The tracks-only floor is what ever more seeds approach, never above what a finite count allows."""
+    from demixbench.table.plan import SeedPlan
+
+    plan = SeedPlan(
+        columns=("drums", "All"),
+        seed_sd=np.array([0.3, 0.1]),
+        seed_df=4,
+        paired_sd=np.array([0.1, 0.05]),
+        track_se=np.array([0.19, 0.07]),
+        track_df=2,
+        n_tracks=3,
+    )
+    floor = plan.floor()
+    np.testing.assert_allclose(floor, 2.8016 * plan.track_se, rtol=1e-3)
+    for paired in (False, True):
+        previous = np.full(2, np.inf)
+        for n in range(2, 60):
+            mdd = plan.mdd(n, paired=paired)
+            assert np.all(mdd >= floor) and np.all(mdd <= previous)
+            previous = mdd
+        assert np.all(plan.mdd(10_000, paired=paired) == pytest.approx(floor, rel=0.01))
