@@ -385,3 +385,16 @@ def test_check_yaml_names_file_line_and_column(
     assert f"{bad}{place} not valid YAML" in error and words in error
     assert main(["check-yaml", str(tmp_path / "missing.yaml")]) == 1
     assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+def test_cli_plan_labels_seeds_as_the_table_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seed directories that share their last name (runs/s0/scores) are labelled by as many trailing
+    components as tell them apart, as in the tables, so shared seeds pair here too."""
+    rng = np.random.default_rng(3)
+    dirs = {
+        name: [write_values(tmp_path / name / f"s{s}" / "scores", rng.normal(5, 1, size=(6, 4))) for s in range(3)]
+        for name in ("base", "gan")
+    }
+    code = main(["plan", "--baseline", ",".join(map(str, dirs["base"])), "--variant", ",".join(map(str, dirs["gan"]))])
+    out = capsys.readouterr().out
+    assert code == 0 and "paired: 3 seeds shared by both methods" in out and "| 2 | paired |" in out

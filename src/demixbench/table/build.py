@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from demixbench import TARGETS
 from demixbench.score.scorefile import METRICS
 from demixbench.table.model import ALL, OVER_TRACKS, Comparison, Leaderboard, MethodRuns
 from demixbench.table.render import DIFFERENCE_KIND
-from demixbench.table.runs import Run, read_run
-from demixbench.table.significance import Difference, compare, holm, seed_design
+from demixbench.table.runs import Run, read_run, seed_labels
+from demixbench.table.significance import Difference, SeedDesign, compare, holm, seed_design
 from demixbench.table.stats import check_bootstrap_settings, mean_se, over_tracks, paired_wilcoxon, with_all
 
 log = logging.getLogger(__name__)
@@ -50,18 +49,6 @@ _DTYPES: dict[str, str] = {
     "mdd": "float64",
     "p_wilcoxon_tracks": "float64",
 }
-
-
-def _seed_labels(seed_dirs: Sequence[Path]) -> list[str]:
-    """Short unique labels for a method's seed directories: the directory name, or as many trailing
-    path components as needed to tell them apart (``seed0/scores``)."""
-    parts = [Path(os.path.abspath(d)).parts for d in seed_dirs]
-    longest = max(len(p) for p in parts)
-    for depth in range(1, longest + 1):
-        labels = ["/".join(p[-depth:]) for p in parts]
-        if len(set(labels)) == len(labels):
-            return labels
-    raise ValueError(f"the same seed directory is listed twice: {[str(d) for d in seed_dirs]}")
 
 
 def _check_track_sets(track_sets: Mapping[tuple[str, str], frozenset[str]]) -> frozenset[str]:
@@ -166,7 +153,8 @@ def _aggregate_table(
     methods: tuple[MethodRuns, ...],
     comparisons: tuple[Comparison, ...],
     values: Mapping[str, np.ndarray | None],
-    seed_labels: Mapping[str, list[str]],
+    labels_of: Mapping[str, list[str]],
+    designs: Mapping[str, SeedDesign],
     targets: tuple[str, ...],
     *,
     n_resamples: int,
@@ -181,7 +169,7 @@ def _aggregate_table(
     summary: dict[str, dict[str, tuple[float, float]]] = {}
     records: list[dict[str, Any]] = []
     for method in methods:
-        labels = seed_labels[method.name]
+        labels = labels_of[method.name]
         array = values[method.name]
         if array is None:
             per_seed = np.full((len(labels), len(columns)), np.nan)
@@ -228,8 +216,8 @@ def _aggregate_table(
         difference = compare(
             variant,
             baseline,
-            seed_labels[comparison.variant],
-            seed_labels[comparison.baseline],
+            labels_of[comparison.variant],
+            labels_of[comparison.baseline],
             over_tracks=statistic,
             n_resamples=n_resamples,
             seed=bootstrap_seed,
@@ -244,7 +232,7 @@ def _aggregate_table(
     adjusted = holm(np.concatenate(p_values)).reshape(-1, len(columns)) if differences else []
     alpha = 1.0 - confidence
     for (comparison, difference, wilcoxon), p_holm in zip(differences, adjusted, strict=True):
-        design = seed_design(seed_labels[comparison.variant], seed_labels[comparison.baseline])
+        design = designs[comparison.label]
         variant, baseline = values[comparison.variant], values[comparison.baseline]
         n_tracks = (
             _tracks_per_column(variant, baseline)
@@ -333,7 +321,7 @@ def build_table(
 
     runs: dict[str, dict[str, Run]] = {}
     for method in methods:
-        labels = _seed_labels(method.seed_dirs)
+        labels = seed_labels(method.seed_dirs)
         runs[method.name] = {
             label: read_run(seed_dir, targets, metric) for label, seed_dir in zip(labels, method.seed_dirs, strict=True)
         }
@@ -343,7 +331,11 @@ def build_table(
         )
     )
     durations = frozenset().union(*(run.frame_durations for seeds in runs.values() for run in seeds.values()))
-    seed_labels = {name: list(seeds) for name, seeds in runs.items()}
+    labels_of = {name: list(seeds) for name, seeds in runs.items()}
+    designs = {
+        comparison.label: seed_design(labels_of[comparison.variant], labels_of[comparison.baseline])
+        for comparison in comparisons
+    }
 
     medians, nsdr = _per_track_values(methods, runs, tracks, targets, metric)
     sources: dict[str, Mapping[str, np.ndarray | None]] = {"median": medians, "mean": medians}
@@ -361,7 +353,8 @@ def build_table(
             methods,
             comparisons,
             values,
-            seed_labels,
+            labels_of,
+            designs,
             targets,
             n_resamples=int(n_resamples),
             bootstrap_seed=bootstrap_seed,
@@ -382,10 +375,7 @@ def build_table(
         bootstrap_seed=bootstrap_seed,
         confidence=confidence,
         power=power,
-        designs={
-            comparison.label: seed_design(seed_labels[comparison.variant], seed_labels[comparison.baseline])
-            for comparison in comparisons
-        },
+        designs=designs,
     )
     log.info(
         "built %s table: %d methods, %d comparisons, %d tracks, aggregations %s",

@@ -23,8 +23,8 @@ import numpy as np
 
 from demixbench import TARGETS
 from demixbench.table.model import ALL
-from demixbench.table.runs import read_run
-from demixbench.table.significance import detectable_difference, satterthwaite, seed_design, track_variance
+from demixbench.table.runs import read_run, seed_labels
+from demixbench.table.significance import compare, detectable_difference, satterthwaite
 from demixbench.table.stats import over_tracks, with_all
 
 log = logging.getLogger(__name__)
@@ -171,15 +171,15 @@ def _numbers(values: np.ndarray) -> str:
 
 
 def _per_seed(dirs: Sequence[Path], targets: tuple[str, ...], metric: str) -> tuple[np.ndarray, list[str], list[str]]:
-    """(seeds, tracks, targets) per-track values of one method, its seed labels (directory names)
-    and its tracks."""
+    """(seeds, tracks, targets) per-track values of one method, its seed labels (as the tables
+    label them: :func:`~demixbench.table.runs.seed_labels`) and its tracks."""
     runs = [read_run(Path(d), targets, metric) for d in dirs]
     tracks = sorted(runs[0].medians.index)
     for directory, run in zip(dirs, runs, strict=True):
         if sorted(run.medians.index) != tracks:
             raise ValueError(f"{directory}: not scored on the same tracks as {dirs[0]}")
     values = np.stack([run.medians.reindex(tracks)[list(targets)].to_numpy(dtype=np.float64) for run in runs])
-    return values, [Path(d).name for d in dirs], tracks
+    return values, seed_labels(dirs), tracks
 
 
 def plan_seeds(
@@ -227,18 +227,25 @@ def plan_seeds(
     paired_sd = None
     track_se = np.zeros(len(targets) + 1)
     if variant_values is not None:
-        track_se = np.sqrt(
-            track_variance(
-                variant_values, baseline_values, over_tracks=over_tracks_statistic, n_resamples=n_resamples, seed=seed
-            )
+        # The table's own comparison of the two: its track part, and for shared seeds its paired
+        # seed part (the s.e. of the per-seed differences times sqrt(pairs) is their s.d.).
+        difference = compare(
+            variant_values,
+            baseline_values,
+            variant_seeds,
+            baseline_seeds,
+            over_tracks=over_tracks_statistic,
+            n_resamples=n_resamples,
+            seed=seed,
+            confidence=confidence,
+            power=power,
         )
+        track_se = difference.se_tracks
         notes.append(f"test tracks' share from {n_resamples} bootstrap resamples of the variant - baseline difference")
-        design = seed_design(variant_seeds, baseline_seeds)
-        if design.kind == "paired":
-            order = [baseline_seeds.index(label) for label in variant_seeds]
-            differences = aggregates[1] - aggregates[0][order]
-            paired_sd = differences.std(axis=0, ddof=1)
-            notes.append(f"paired: {len(order)} seeds shared by both methods")
+        if difference.design.kind == "paired":
+            pairs = len(variant_seeds)
+            paired_sd = difference.se_seeds * np.sqrt(pairs)
+            notes.append(f"paired: {pairs} seeds shared by both methods")
     else:
         notes.append(
             "one method only: the test tracks' share of a difference between two methods is unknown and "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from demixbench.score.scorefile import find_score_files, parse_score_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "read_run", "track_frame_medians"]
+__all__ = ["Run", "read_run", "seed_labels", "track_frame_medians"]
 
 
 def _nanmedian(values: np.ndarray) -> float:
@@ -83,6 +84,19 @@ def read_run(scores_dir: Path, targets: tuple[str, ...], metric: str) -> Run:
         )
     log.debug("%s: %d tracks, targets %s, nsdr %s", scores_dir, len(medians), targets, nsdr_table is not None)
     return Run(medians=medians, nsdr=nsdr_table, frame_durations=frozenset(durations))
+
+
+def seed_labels(seed_dirs: Sequence[Path]) -> list[str]:
+    """Short unique labels for a method's seed directories, which difference rows pair seeds by:
+    the directory name, or as many trailing path components as needed to tell them apart
+    (``seed0/scores``)."""
+    parts = [Path(os.path.abspath(d)).parts for d in seed_dirs]
+    longest = max(len(p) for p in parts)
+    for depth in range(1, longest + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError(f"the same seed directory is listed twice: {[str(d) for d in seed_dirs]}")
 
 
 def track_frame_medians(scores_dir: Path, targets: Sequence[str] = TARGETS, metric: str = "SDR") -> pd.DataFrame:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from demixbench.table.stats import check_bootstrap_settings, over_tracks, per_track_array, seed_aggregate, with_all
+from demixbench.table.stats import check_bootstrap_settings, per_track_array, seed_aggregate, with_all
+from demixbench.table.stats import over_tracks as aggregate_over_tracks
 
 __all__ = [
     "DESIGNS",
@@ -210,11 +211,6 @@ def detectable_difference(se: float, df: float, *, alpha: float = 0.05, power: f
     return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10)) * se
 
 
-def over_tracks_of(values: np.ndarray, statistic: str) -> np.ndarray:
-    """Per-seed aggregate over tracks: (seeds, tracks, targets) -> (seeds, targets)."""
-    return over_tracks(values, statistic, axis=1)
-
-
 def compare(
     variant: np.ndarray,
     baseline: np.ndarray,
@@ -241,8 +237,8 @@ def compare(
     design = seed_design(variant_seeds, baseline_seeds)
     if (len(design.variant_seeds), len(design.baseline_seeds)) != (v.shape[0], b.shape[0]):
         raise ValueError(f"seed labels {design.counts} do not match the arrays' seeds {v.shape[0]} vs {b.shape[0]}")
-    per_seed_v = with_all(over_tracks_of(v, over_tracks))  # (S_a, targets + 1)
-    per_seed_b = with_all(over_tracks_of(b, over_tracks))
+    per_seed_v = with_all(aggregate_over_tracks(v, over_tracks, axis=1))  # (S_a, targets + 1)
+    per_seed_b = with_all(aggregate_over_tracks(b, over_tracks, axis=1))
     estimate = per_seed_v.mean(axis=0) - per_seed_b.mean(axis=0)
 
     if design.kind == "paired":
