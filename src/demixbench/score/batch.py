@@ -30,10 +30,10 @@ together as :class:`ScoreInputError`, before any track is scored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -48,6 +48,7 @@ from demixbench.data.cache import to_float32
 from demixbench.data.decode import checked_stereo, read_track, resample
 from demixbench.data.layout import STEMS, DatasetError, track_location
 from demixbench.data.probe import ProbeError, probe_streams, probe_wav
+from demixbench.devices import available_cpus
 from demixbench.fileio import remove_stale_temporaries
 from demixbench.score.scorefile import write_scores
 from demixbench.score.track import ScoringConfig, score_arrays, score_track
@@ -374,10 +375,6 @@ def _score_task(
     return None
 
 
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def score_directory(
     references_root: Path,
     estimates: Path,
@@ -410,13 +407,7 @@ def score_directory(
     targets = tuple(targets)
     references = detect_references(references_root, subset, targets, sample_rate)
     log.info("references: %s", references.describe())
-    config = ScoringConfig(
-        backend=config.backend,
-        win_seconds=config.win_seconds,
-        hop_seconds=config.hop_seconds,
-        sample_rate=references.sample_rate,
-        device=config.device,
-    )
+    config = dataclasses.replace(config, sample_rate=references.sample_rate)
     problems = []
     selected = list(references.tracks)
     if tracks is not None:
@@ -452,7 +443,7 @@ def score_directory(
         track: (references, track, est_root / track, out_dir / f"{track}{SCORE_SUFFIX}", targets, config, metrics)
         for track in todo
     }
-    jobs = min(jobs or _cpu_count(), max(len(todo), 1))
+    jobs = min(jobs or available_cpus(), max(len(todo), 1))
     bar_options = {"total": len(todo), "unit": "track", "desc": "scoring", "disable": not progress or None}
     if jobs == 1:
         outcomes = ((track, _score_task(*task)) for track, task in tasks.items())

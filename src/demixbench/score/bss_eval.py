@@ -103,7 +103,6 @@ projections, which reproduces museval's inf/finite outcome but not its finite va
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +110,8 @@ from contextlib import nullcontext
 
 import numpy as np
 import scipy.fft
+
+from demixbench.devices import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,7 @@ _SILENCE_BLOCK = 1 << 16
 
 
 def _default_workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, 8))
+    return max(1, min(available_cpus(), 8))
 
 
 def frames(n_samples: int, win: float, hop: float) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from demixbench import TARGETS
 from demixbench.data.cache import load_decoded
+from demixbench.devices import DEVICES
 from demixbench.score.bss_eval import bss_eval_v4
 from demixbench.score.scorefile import METRICS, write_scores
 from demixbench.separate.estimates import read_estimates
@@ -92,9 +93,9 @@ def bss_eval_fast(
 
 
 BACKENDS = {"museval": bss_eval_museval, "fast": bss_eval_fast}
-#: scoring.device: "cpu" the numpy scorer, "cuda" the torch scorer on a GPU (an error without
-#: one), "auto" the GPU when torch sees one, else numpy. Only the fast backend uses a GPU.
-DEVICES = ("auto", "cpu", "cuda")
+# scoring.device, one of DEVICES: "cpu" the numpy scorer, "cuda" the torch scorer on a GPU (an
+# error without one), "auto" the GPU when torch sees one, else numpy (see torch_device). Only the
+# fast backend uses a GPU.
 
 
 @dataclass(frozen=True)
