@@ -59,10 +59,12 @@ def metadata_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict as contiguous CPU tensors that share no memory (safetensors refuses shared
-    or strided storage)."""
-    return {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+def _write_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Write ``state`` to ``path`` (safetensors) atomically, as contiguous CPU tensors that share no
+    memory (safetensors refuses shared or strided storage)."""
+    plain = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state.items()}
+    with atomic_path(path) as temporary:
+        save_file(plain, str(temporary))
 
 
 def save_checkpoint(
@@ -85,8 +87,7 @@ def save_checkpoint(
     path = Path(path)
     if path.suffix != WEIGHTS_SUFFIX:
         raise ValueError(f"{path}: checkpoint weights are written as {WEIGHTS_SUFFIX} (e.g. model{WEIGHTS_SUFFIX})")
-    with atomic_path(path) as temporary:
-        save_file(_plain_state(model), str(temporary))
+    _write_weights(path, model.state_dict())
     record = {**provenance(), "config_hash": config_hash(config), **(provenance_extra or {})}
     meta = {"arch": arch, "args": args, "config": config, "provenance": record, **(extra or {})}
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))
@@ -171,7 +172,6 @@ def convert_checkpoint(path: Path) -> Path:
     path = Path(path)
     state = load_weights(path)
     target = path.with_suffix(WEIGHTS_SUFFIX)
-    with atomic_path(target) as temporary:
-        save_file({name: tensor.contiguous().clone() for name, tensor in state.items()}, str(temporary))
+    _write_weights(target, state)
     log.info("converted %s -> %s", path, target)
     return target
