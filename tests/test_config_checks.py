@@ -105,6 +105,11 @@ CASES = [
         "config key models.demucs_v1.args: context must be >= 1, got 0",
     ),
     (
+        "demucs-normalize",
+        _set("models", "demucs_v1", "args", "normalize", "song"),
+        "config key models.demucs_v1.args: normalize must be one of 'segment', 'track', got 'song'",
+    ),
+    (
         "demucs-unknown-argument",
         _set("models", "demucs_v1", "args", "n_fft", 1024),
         "config key models.demucs_v1.args: unknown argument(s) n_fft for 'demucs_v1'",

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -8,6 +9,7 @@ from torch.nn.utils import parametrize
 from demixbench import TARGETS
 from demixbench.models import ARCHITECTURES, DISCRIMINATORS, build_discriminator, build_model
 from demixbench.models.base import Separator
+from demixbench.models.demucs import track_statistics
 from demixbench.models.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 
 SMALL_UNET = dict(n_fft=512, hop_length=128, max_bins=256, channels=[4, 8, 16, 32])
@@ -181,6 +183,42 @@ def test_demucs_normalisation_makes_it_affine_equivariant():
         x = mixture[..., : model.valid_length(1000)]
         assert not torch.allclose(model._core(3 * x), 3 * model._core(x), atol=1e-2)
     assert estimates.abs().max() > 0
+
+
+def test_demucs_track_normalisation_leaves_the_input_to_the_caller():
+    """normalize="track": forward is the network alone (pad, core, trim); normalize="segment" with the
+    same weights is that network applied to the segment normalised by its own statistics."""
+    torch.manual_seed(0)
+    segment_model = build_model("demucs_v1", TINY_DEMUCS).eval()
+    track_model = build_model("demucs_v1", {**TINY_DEMUCS, "normalize": "track"}).eval()
+    track_model.load_state_dict(segment_model.state_dict())
+    assert segment_model.normalize == "segment" and track_model.normalize == "track"
+    mixture = 0.3 * torch.randn(2, 2, 3001) + 0.05
+    mono = mixture.mean(dim=1, keepdim=True)
+    mean, std = mono.mean(dim=-1, keepdim=True), mono.std(dim=-1, keepdim=True)
+    with torch.no_grad():
+        manual = track_model((mixture - mean) / (1e-5 + std)) * std[:, None] + mean[:, None]
+        torch.testing.assert_close(segment_model(mixture), manual, rtol=1e-5, atol=1e-6)
+        # without normalisation the scale of the input matters
+        assert not torch.allclose(track_model(3 * mixture), 3 * track_model(mixture), atol=1e-2)
+
+
+def test_demucs_normalize_must_be_segment_or_track():
+    with pytest.raises(ValueError, match="normalize must be one of 'segment', 'track', got 'song'"):
+        build_model("demucs_v1", {**TINY_DEMUCS, "normalize": "song"})
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000, 1 << 18])
+def test_track_statistics_stream_the_track_and_match_torch(block):
+    """The mono mixture's mean and (unbiased) std, as the authors' test.py computed them, combined
+    exactly over blocks of any size; a constant track gets std 1 (normalising only shifts it)."""
+    mixture = (0.2 * np.random.default_rng(0).standard_normal((2, 4001)) + 0.01).astype(np.float32)
+    mean, std = track_statistics(mixture, block=block)
+    reference = torch.from_numpy(mixture).double().mean(dim=0)
+    assert mean == pytest.approx(reference.mean().item(), rel=1e-9, abs=1e-12)
+    assert std == pytest.approx(reference.std().item(), rel=1e-9)
+    assert track_statistics(np.full((2, 50), 0.5, dtype=np.float32), block=block) == (0.5, 1.0)
+    assert track_statistics(np.zeros((2, 1), dtype=np.float32)) == (0.0, 1.0)
 
 
 @pytest.mark.slow  # ~15-25 s on 2 CPU cores: 650M parameters

@@ -5,7 +5,8 @@ import torch
 
 from demixbench import TARGETS
 from demixbench.audio import STFTConfig
-from demixbench.data.cache import load_decoded
+from demixbench.data.cache import NpyReader, load_decoded
+from demixbench.models import build_model
 from demixbench.score.track import nsdr, score_track
 from demixbench.separate.apply import separate
 from demixbench.separate.estimates import read_estimates, write_estimates
@@ -216,6 +217,48 @@ def test_overlap_add_of_a_pointwise_model_is_exact(length, segment, overlap):
     assert estimates.shape == (4, 2, length)
     for k in range(4):
         np.testing.assert_allclose(estimates[k], k * mixture, rtol=1e-5, atol=1e-6)
+
+
+class _Unnormalised(torch.nn.Module):
+    """A model's forward alone, without its `normalize` attribute: separation applies it as it is."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mixture):
+        return self.model(mixture)
+
+
+@pytest.mark.parametrize("shifts", [0, 2])
+def test_track_normalisation_is_that_of_the_whole_track(tmp_path, shifts):
+    """A normalize="track" model separates as the authors' evaluation did: the whole track
+    normalised by its mono mixture's mean and std, the model applied, the estimates de-normalised;
+    the statistics are read from an on-disk mixture, and the padding is zeros of the normalised track."""
+    torch.manual_seed(0)
+    model = build_model("demucs_v1", {"channels": 4, "depth": 2, "lstm_layers": 1, "normalize": "track"})
+    rng = np.random.default_rng(3)
+    mixture = (0.2 * rng.standard_normal((2, 9001)) + 0.03).astype(np.float32)
+    np.save(tmp_path / "mixture.npy", mixture)
+    options = {"segment": 3000, "overlap": 0.25, "shifts": shifts, "max_shift": 100, "seed": 5}
+    estimates = separate(model, NpyReader(tmp_path / "mixture.npy"), **options)
+
+    reference = torch.from_numpy(mixture).mean(dim=0)  # the authors' test.py, in torch
+    mean, std = reference.mean().item(), reference.std().item()
+    normalised = ((mixture - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    expected = separate(_Unnormalised(model), normalised, **options) * np.float32(std) + np.float32(mean)
+    np.testing.assert_allclose(estimates, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(estimates).max() > 0
+
+
+def test_segment_normalisation_is_left_to_the_model():
+    """normalize="segment" (and models without the attribute): separation passes the audio as it is."""
+    torch.manual_seed(0)
+    model = build_model("demucs_v1", {"channels": 4, "depth": 2, "lstm_layers": 1})
+    mixture = (0.2 * np.random.default_rng(4).standard_normal((2, 7001)) + 0.03).astype(np.float32)
+    np.testing.assert_array_equal(
+        separate(model, mixture, segment=3000), separate(_Unnormalised(model), mixture, segment=3000)
+    )
 
 
 def test_estimates_round_trip_as_float_wav(tmp_path):

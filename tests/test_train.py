@@ -95,6 +95,37 @@ def test_sampler_mixture_is_sum_of_augmented_sources(decoded, small_splits):
     torch.testing.assert_close(mixture, sources.sum(dim=1))
 
 
+def test_sampler_normalises_each_source_by_its_own_tracks_statistics(decoded, small_splits):
+    """normalize="track" (the authors' training): each source segment normalised by the mean and std
+    of its track's whole mono mixture, then augmented; the mixture is the sum of those sources."""
+    dirs = [decoded[t] for t in small_splits.train]
+    plain = ChunkSampler(dirs, 4410, remix=True, channel_swap=True, sign_flip=True)
+    sampler = ChunkSampler(dirs, 4410, remix=True, channel_swap=True, sign_flip=True, normalize="track")
+    assert plain.stats is None and len(sampler.stats) == len(dirs)
+    for directory, (mean, std) in zip(dirs, sampler.stats, strict=True):
+        mono = torch.from_numpy(np.load(directory / "mixture.npy")).double().mean(dim=0)
+        assert mean == pytest.approx(mono.mean().item(), abs=1e-9) and std == pytest.approx(mono.std().item())
+    choices = sampler.choices(np.random.default_rng(0), 3)
+    mixture, sources = sampler.read(choices)
+    _, raw = plain.read(choices)
+    for b, example in enumerate(choices):
+        for s, (track, _, _, flip) in enumerate(example):
+            mean, std = sampler.stats[track]
+            shift = -mean / std if flip else mean / std  # the mean is removed before the sign flip
+            torch.testing.assert_close(sources[b, s], raw[b, s] / std - shift, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mixture, sources.sum(dim=1))
+    with pytest.raises(ValueError, match="normalize must be 'segment' or 'track'"):
+        ChunkSampler(dirs, 4410, remix=True, channel_swap=True, sign_flip=True, normalize="song")
+
+
+def test_demucs_with_track_normalisation_trains_and_validates(tmp_path, decoded, small_splits):
+    spec = ModelSpec("demucs_v1", {"channels": 4, "depth": 3, "lstm_layers": 1, "normalize": "track"})
+    out, history = _run(tmp_path, decoded, small_splits, "track", config=CONFIG, spec=spec)
+    assert all(np.isfinite(h["valid_loss"]) and np.isfinite(h["valid_nsdr"]) for h in history)
+    model, meta = load_checkpoint(out / "model.safetensors", expected_arch="demucs_v1")
+    assert model.normalize == "track" and meta["args"]["normalize"] == "track"
+
+
 def test_gan_with_a_discriminator_of_the_other_domain_is_refused(tmp_path, decoded, small_splits):
     waveform_gan = GANConfig(discriminator="multiscale", discriminator_args={"channels": 4, "max_channels": 8})
     with pytest.raises(

@@ -70,14 +70,22 @@ def unet_args(
     return dict(locals())
 
 
-def check_demucs(depth: int, kernel_size: int, stride: int, context: int) -> None:
-    """Demucs v1's encoder and decoder convolutions."""
+#: Where Demucs v1's input is normalised (DemucsV1's ``normalize``): "segment", in forward, by each
+#: input segment's own mono-mixture mean and std; "track", by the caller, with the statistics of the
+#: whole track's mono mixture (the paper's, and what the released weights expect).
+DEMUCS_NORMALIZATIONS: tuple[str, ...] = ("segment", "track")
+
+
+def check_demucs(depth: int, kernel_size: int, stride: int, context: int, normalize: str = "segment") -> None:
+    """Demucs v1's encoder and decoder convolutions, and where its input is normalised."""
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
     if not 1 <= stride <= kernel_size:
         raise ValueError(f"need 1 <= stride <= kernel_size, got stride={stride}, kernel_size={kernel_size}")
     if context < 1:
         raise ValueError(f"context must be >= 1, got {context}")
+    if normalize not in DEMUCS_NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(map(repr, DEMUCS_NORMALIZATIONS))}, got {normalize!r}")
 
 
 def demucs_v1_args(
@@ -91,9 +99,10 @@ def demucs_v1_args(
     lstm_layers: int = 2,
     rescale: float = 0.1,
     targets: tuple[str, ...] = TARGETS,
+    normalize: str = "segment",
 ) -> dict[str, Any]:
     """demixbench.models.DemucsV1's arguments, checked, defaults filled in."""
-    check_demucs(depth, kernel_size, stride, context)
+    check_demucs(depth, kernel_size, stride, context, normalize)
     return dict(locals())
 
 
@@ -229,6 +238,7 @@ def check_scoring_frames(win: int, hop: int) -> None:
 __all__ = [
     "ARCHITECTURE_ARGS",
     "ARCHITECTURE_DOMAINS",
+    "DEMUCS_NORMALIZATIONS",
     "DISCRIMINATOR_ARGS",
     "DISCRIMINATOR_DOMAINS",
     "check_batch_split",

@@ -41,6 +41,7 @@ __all__ = [
     "load_weights",
     "metadata_path",
     "save_checkpoint",
+    "save_state_checkpoint",
 ]
 
 #: The weights file's suffix: ``model.safetensors``.
@@ -84,10 +85,24 @@ def save_checkpoint(
     one copy and a hash tells "same weights". Raises ValueError unless ``path`` ends in
     ``.safetensors``.
     """
+    save_state_checkpoint(model.state_dict(), path, arch, args, config, extra, provenance_extra)
+
+
+def save_state_checkpoint(
+    state: dict[str, torch.Tensor],
+    path: Path,
+    arch: str,
+    args: dict[str, Any],
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    provenance_extra: dict[str, Any] | None = None,
+) -> None:
+    """:func:`save_checkpoint` for weights held as a state_dict rather than a model (e.g. released
+    weights being converted, see demixbench.models.release): the same two files."""
     path = Path(path)
     if path.suffix != WEIGHTS_SUFFIX:
         raise ValueError(f"{path}: checkpoint weights are written as {WEIGHTS_SUFFIX} (e.g. model{WEIGHTS_SUFFIX})")
-    _write_weights(path, model.state_dict())
+    _write_weights(path, state)
     record = {**provenance(), "config_hash": config_hash(config), **(provenance_extra or {})}
     meta = {"arch": arch, "args": args, "config": config, "provenance": record, **(extra or {})}
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))

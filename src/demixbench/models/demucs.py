@@ -2,9 +2,19 @@
 in the Waveform Domain", arXiv:1911.13254), following the structure of the original demucs code.
 
 A U-Net on the raw waveform: an encoder of strided 1-d convolutions, a bidirectional LSTM at the
-bottleneck and a decoder of transposed convolutions, with additive skip connections. The mixture
-is normalised by its own statistics (mean and std of the mono mixture over time) and the outputs
-are de-normalised with the same statistics. The training loss is L1 on the waveforms.
+bottleneck and a decoder of transposed convolutions, with additive skip connections. The training
+loss is L1 on the waveforms.
+
+The input is normalised by the mean and std of the mono mixture (the mean of the channels), and
+the outputs de-normalised with the same statistics. Where is the model's ``normalize`` argument:
+
+- ``"segment"`` (the default): ``forward`` normalises each input by its own statistics, so the model
+  takes and returns audio at its natural scale, whatever length it is given.
+- ``"track"`` (the paper's): ``forward`` does not normalise; the caller normalises by the statistics
+  of the whole track (:func:`track_statistics`). The authors normalised every training track
+  (mixture and sources) once, when building their dataset, and each test track before
+  separating it (their ``raw.py`` and ``test.py``); their released weights expect this.
+  :func:`demixbench.separate.apply.iter_separate` and the training sampler do it for such a model.
 
 No padding is used inside the network, so the output is shorter than the input; `forward` pads the
 mixture to `valid_length` and centre-trims the estimates, so any input length works.
@@ -12,12 +22,43 @@ mixture to `valid_length` and centre-trims the estimates, so any input length wo
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from demixbench import TARGETS
 from demixbench.constraints import check_demucs
+
+#: Samples per channel read at a time by track_statistics.
+_STATS_BLOCK = 1 << 18
+
+
+def track_statistics(mixture, block: int = _STATS_BLOCK) -> tuple[float, float]:
+    """The statistics a ``normalize="track"`` model's input is normalised by: (mean, std) of the
+    whole track's mono mixture (the mean over channels), the std unbiased as torch's ``std``.
+
+    mixture: (channels, samples), an array or anything supporting ``mixture[:, a:b]`` and ``.shape``
+    (e.g. :class:`demixbench.data.cache.NpyReader`), read `block` samples at a time: memory stays
+    that of one block whatever the track's length. The blocks' means and sums of squared
+    deviations are combined exactly in float64 (Chan et al.), so the result does not drift with
+    length. A constant (e.g. silent) track, or one of a single sample, has std 0, which would make
+    the normalisation undefined: 1.0 is returned instead (the track is then only shifted).
+    """
+    length = int(mixture.shape[-1])
+    if length < 1:
+        raise ValueError("track_statistics needs at least one sample")
+    count, mean, squares = 0, 0.0, 0.0
+    for start in range(0, length, block):
+        mono = np.asarray(mixture[:, start : start + block], dtype=np.float64).mean(axis=0)
+        n, block_mean = mono.shape[-1], float(mono.mean())
+        block_squares = float(np.square(mono - block_mean).sum())
+        delta, total = block_mean - mean, count + n
+        mean += delta * n / total
+        squares += block_squares + delta * delta * count * n / total
+        count = total
+    std = (squares / (count - 1)) ** 0.5 if count > 1 else 0.0
+    return mean, std if std > 0 else 1.0
 
 
 def center_trim(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -75,6 +116,9 @@ class DemucsV1(nn.Module):
         lstm_layers: BiLSTM layers at the bottleneck (paper: 2); 0 replaces the LSTM by the identity.
         rescale: reference std of the initial weight rescaling (paper: 0.1); 0 disables it.
         targets: names of the sources, in output order.
+        normalize: "segment" (forward normalises each input by its own mono-mixture mean and std)
+            or "track" (the paper's: forward takes and returns audio normalised by the caller with
+            the whole track's statistics, see track_statistics). Exposed as ``self.normalize``.
     """
 
     domain = "waveform"
@@ -91,10 +135,12 @@ class DemucsV1(nn.Module):
         lstm_layers: int = 2,
         rescale: float = 0.1,
         targets: tuple[str, ...] = TARGETS,
+        normalize: str = "segment",
     ) -> None:
         super().__init__()
-        check_demucs(depth, kernel_size, stride, context)
+        check_demucs(depth, kernel_size, stride, context, normalize)
         self.targets = tuple(targets)
+        self.normalize = normalize
         self.audio_channels = audio_channels
         self.depth = depth
         self.kernel_size = kernel_size
@@ -172,13 +218,21 @@ class DemucsV1(nn.Module):
         return x
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
-        """mixture (batch, audio_channels, time) -> estimates (batch, targets, audio_channels, time)."""
+        """mixture (batch, audio_channels, time) -> estimates (batch, targets, audio_channels, time).
+
+        With normalize="segment" each input is normalised by its own mono-mixture mean and std and
+        the estimates de-normalised; with "track" the mixture is taken as given (normalised by the
+        caller) and the estimates are returned at that scale."""
         batch, channels, length = mixture.shape
+        delta = self.valid_length(length) - length
+        if self.normalize == "track":
+            x = F.pad(mixture, (delta // 2, delta - delta // 2))
+            x = center_trim(self._core(x), length)
+            return x.reshape(batch, len(self.targets), channels, length)
         mono = mixture.mean(dim=1, keepdim=True)
         mean = mono.mean(dim=-1, keepdim=True)  # (batch, 1, 1)
         std = mono.std(dim=-1, keepdim=True) if length > 1 else torch.zeros_like(mean)
         x = (mixture - mean) / (1e-5 + std)
-        delta = self.valid_length(length) - length
         x = F.pad(x, (delta // 2, delta - delta // 2))
         x = center_trim(self._core(x), length)
         x = x * std + mean
@@ -187,7 +241,8 @@ class DemucsV1(nn.Module):
     def separation_loss(
         self, mixture: torch.Tensor, sources: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """L1 on waveforms, as in the paper.
+        """L1 on waveforms, as in the paper (with normalize="track", on the normalised waveforms
+        the training sampler gives: the loss is then in units of the tracks' std, as the authors').
 
         mixture (batch, channels, time), sources (batch, targets, channels, time) ->
         (loss, estimated waveforms, true waveforms), both (batch, targets, channels, time):

@@ -11,10 +11,19 @@ Options:
         averaged.
     wiener_iterations: for spectrogram models, re-estimate the sources of each segment with a
         multichannel Wiener filter (see demixbench.separate.wiener) from the model's magnitude estimates.
+
+A model whose ``normalize`` attribute is ``"track"`` (Demucs v1 as in the paper) expects its input
+normalised by the whole track's statistics: the mean and std of the track's mono mixture are
+computed first (one streaming pass over the track, see
+:func:`demixbench.models.demucs.track_statistics`), every segment is normalised by them before the
+model sees it (the padding beyond the track's ends is zeros of the normalised signal, as the
+authors padded their normalised track), and the finished blocks are de-normalised
+(``estimate * std + mean``), as the authors' evaluation did for the whole track.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,7 +31,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from demixbench.models.demucs import track_statistics
 from demixbench.separate.wiener import multichannel_wiener
+
+log = logging.getLogger(__name__)
+
+
+class _Normalized:
+    """A (channels, samples) mixture read as (mixture - mean) / std: supports ``[:, a:b]`` and
+    ``.shape`` like the mixture itself, so windows are still read one at a time."""
+
+    def __init__(self, mixture, mean: float, std: float) -> None:
+        self.mixture, self.shape = mixture, mixture.shape
+        self.mean, self.std = np.float32(mean), np.float32(std)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return (np.asarray(self.mixture[key], dtype=np.float32) - self.mean) / self.std
 
 
 def _window(mixture: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -101,10 +125,18 @@ def iter_separate(
         shifts, max_shift: test-time shifts (0: none) and the largest shift in samples.
         wiener_iterations: multichannel Wiener EM iterations for spectrogram models (0: off).
         seed: seeds the random shifts, so separation is deterministic.
+
+    A model with ``normalize == "track"`` sees the track normalised by its mono mixture's mean and
+    std (one extra streaming pass over `mixture` first), and the blocks are de-normalised.
     """
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     model.eval()
+    per_track = getattr(model, "normalize", None) == "track"
+    if per_track:
+        mean, std = track_statistics(mixture)
+        log.debug("track normalisation: mono mixture mean %.6g, std %.6g", mean, std)
+        mixture = _Normalized(mixture, mean, std)
     apply = _SegmentSeparator(model, device, shifts, max_shift, wiener_iterations, seed)
     length = mixture.shape[-1]
     segment = min(segment, length)
@@ -128,7 +160,8 @@ def iter_separate(
         # Samples before the next segment's start can no longer change.
         final = (starts[index + 1] if index + 1 < len(starts) else length) - done
         if final > 0:
-            yield (pending[..., :final] / pending_weight[:final]).numpy()
+            block = pending[..., :final] / pending_weight[:final]
+            yield (block * std + mean if per_track else block).numpy()
             pending = torch.cat([pending[..., final:], torch.zeros_like(pending[..., :final])], dim=-1)
             pending_weight = torch.cat([pending_weight[final:], torch.zeros(final)])
             done += final

@@ -109,7 +109,13 @@ def train(
     if multi:  # the same initial weights everywhere, but each rank its own stream (dropout masks)
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     sampler = ChunkSampler(
-        train_dirs, config.segment, config.remix, config.channel_swap, config.sign_flip, parts.targets
+        train_dirs,
+        config.segment,
+        config.remix,
+        config.channel_swap,
+        config.sign_flip,
+        parts.targets,
+        normalize=getattr(parts.model, "normalize", "segment"),  # "track": examples normalised per track
     )
     progress = parts.resume(rng)
     if multi:

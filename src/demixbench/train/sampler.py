@@ -5,6 +5,20 @@ Examples are random segments read from memory-mapped per-track arrays, with the 
 augmentations (sources remixed across tracks, channel swap, sign flip). In a multi-process run every
 rank draws the random choices of the whole global batch from the same generator and reads its own
 share (see ChunkSampler.batch).
+
+For a model that expects its input normalised per track (``normalize="track"``, Demucs v1 as in
+the paper), every source segment is normalised by the statistics of the track it is read from:
+the mean and std of that track's whole mono mixture (:func:`demixbench.models.demucs.track_statistics`,
+computed once per track when the sampler is built). This is what the authors' training did: their
+``raw.py`` normalised each training track's streams (mixture and every source) once, by the
+track's mono-mixture mean and std, before any segment was cut, and their training step cut
+segments of those normalised sources, augmented them (remix across tracks, channel swap, sign
+flip) and summed them into the mixture. So here too the sources are normalised first (by their own
+track's statistics, which differ between the tracks of a remixed example), then swapped and
+flipped, and the mixture is their sum; a segment's padding beyond a short track's end is zeros of
+the normalised signal. As there, the mean is subtracted from each source, so the mixture of an
+un-remixed example is the normalised mixture shifted by (targets - 1) * mean / std: negligible,
+as a track's mean is its DC offset (about 0).
 """
 
 from __future__ import annotations
@@ -21,7 +35,8 @@ import numpy as np
 import torch
 
 from demixbench import TARGETS
-from demixbench.data.cache import load_decoded
+from demixbench.data.cache import NpyReader, load_decoded
+from demixbench.models.demucs import track_statistics
 from demixbench.train import distributed
 
 log = logging.getLogger(__name__)
@@ -32,6 +47,11 @@ class ChunkSampler:
 
     batch() -> mixture (batch, channels, segment), sources (batch, targets, channels, segment).
     The mixture is the sum of the (augmented) sources, so remixed examples stay consistent.
+
+    normalize: the model's ``normalize`` ("segment" for models that normalise their own input,
+    which get the audio as it is; "track": each source segment is normalised by its track's
+    mono-mixture mean and std, see the module docstring). ``stats`` holds each track's (mean, std)
+    in that case, None otherwise.
     """
 
     def __init__(
@@ -42,10 +62,16 @@ class ChunkSampler:
         channel_swap: bool,
         sign_flip: bool,
         targets: Sequence[str] = TARGETS,
+        normalize: str = "segment",
     ) -> None:
         if not track_dirs:
             raise ValueError("no training tracks")
+        if normalize not in ("segment", "track"):
+            raise ValueError(f"normalize must be 'segment' or 'track', got {normalize!r}")
         self.tracks = [load_decoded(d, stems=targets) for d in track_dirs]
+        self.stats: list[tuple[float, float]] | None = None
+        if normalize == "track":
+            self.stats = [_mixture_statistics(Path(d)) for d in track_dirs]
         self.targets = tuple(targets)
         self.segment = segment
         for directory, track in zip(track_dirs, self.tracks, strict=True):
@@ -60,11 +86,14 @@ class ChunkSampler:
                 )
         self.remix, self.channel_swap, self.sign_flip = remix, channel_swap, sign_flip
 
-    def _read(self, track: dict[str, np.ndarray], target: str, offset_fraction: float) -> np.ndarray:
-        audio = track[target]
+    def _read(self, index: int, target: str, offset_fraction: float) -> np.ndarray:
+        audio = self.tracks[index][target]
         length = audio.shape[-1]
         start = int(offset_fraction * max(length - self.segment, 0))
         chunk = np.array(audio[:, start : start + self.segment], dtype=np.float32)
+        if self.stats is not None:
+            mean, std = self.stats[index]
+            chunk = (chunk - np.float32(mean)) / np.float32(std)
         if chunk.shape[-1] < self.segment:  # tracks shorter than a segment are zero padded
             chunk = np.pad(chunk, ((0, 0), (0, self.segment - chunk.shape[-1])))
         return chunk
@@ -111,7 +140,7 @@ class ChunkSampler:
         sources = np.empty((len(choices), len(self.targets), 2, self.segment), dtype=np.float32)
         for b, example in enumerate(choices):
             for s, (target, (track, offset, swap, flip)) in enumerate(zip(self.targets, example, strict=True)):
-                chunk = self._read(self.tracks[track], target, offset)
+                chunk = self._read(track, target, offset)
                 if swap:
                     chunk = chunk[::-1]
                 if flip:
@@ -119,6 +148,19 @@ class ChunkSampler:
                 sources[b, s] = chunk
         sources_t = torch.from_numpy(sources)
         return sources_t.sum(dim=1), sources_t
+
+
+def _mixture_statistics(track_dir: Path) -> tuple[float, float]:
+    """(mean, std) of a decoded track's whole mono mixture (its mixture.npy, read a block at a time)."""
+    path = track_dir / "mixture.npy"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing; per-track normalisation needs each training track's mixture. Decode the "
+            "track again (rule decode_track)"
+        )
+    mean, std = track_statistics(NpyReader(path))
+    log.debug("%s: mono mixture mean %.6g, std %.6g", track_dir.name, mean, std)
+    return mean, std
 
 
 class BatchLoader:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from demixbench.data.cache import load_decoded
+from demixbench.models.demucs import track_statistics
 from demixbench.score.track import nsdr
 from demixbench.separate.apply import separate
 from demixbench.train import distributed
@@ -47,17 +48,26 @@ def validate(
 def _validate_track(
     model: nn.Module, track_dir: Path, config: TrainConfig, targets: Sequence[str], device: torch.device
 ) -> tuple[list[float], dict[str, float]]:
-    """One validation track: the loss of each segment and the nSDR per target."""
+    """One validation track: the loss of each segment and the nSDR per target.
+
+    For a model normalised per track (``normalize == "track"``) the loss is computed, as in
+    training, on the mixture and references normalised by the track's mono-mixture mean and std
+    (the authors' validation loss was on their normalised tracks too); the separation for the nSDR
+    normalises and de-normalises by itself (demixbench.separate.apply)."""
     segment = int(config.valid_segment_seconds * config.sample_rate)
     losses = []
     with torch.no_grad():
         track = load_decoded(track_dir, stems=("mixture", *targets))
         mixture = np.array(track["mixture"])
         references = np.stack([np.array(track[t]) for t in targets])
+        inputs, outputs = mixture, references
+        if getattr(model, "normalize", None) == "track":
+            mean, std = (np.float32(value) for value in track_statistics(mixture))
+            inputs, outputs = (mixture - mean) / std, (references - mean) / std
         for start in range(0, mixture.shape[-1], segment):
             loss, _, _ = model.separation_loss(
-                torch.from_numpy(mixture[None, :, start : start + segment]).to(device),
-                torch.from_numpy(references[None, ..., start : start + segment]).to(device),
+                torch.from_numpy(inputs[None, :, start : start + segment]).to(device),
+                torch.from_numpy(outputs[None, ..., start : start + segment]).to(device),
             )
             losses.append(loss.item())
         estimates = separate(model, mixture, segment=segment, device=device)
