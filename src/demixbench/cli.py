@@ -41,6 +41,17 @@ score
     Exit 1, listing every problem, when inputs are missing or do not match the references. See
     :mod:`demixbench.score.batch`.
 
+separate
+    Separate audio files (wav, flac, mp3, the mixture stream of a .stem.mp4, anything ffmpeg reads)
+    with a trained run directory or checkpoint, into ``OUT/<name>/<target>.wav``, streaming (memory
+    does not grow with the track's length), on CPU or GPU::
+
+        demixbench separate results/paper/models/unet/seed1 song.mp3 other.flac -o separated \
+            --segment 30 --device auto
+
+    Refuses output directories that already hold estimates unless ``--overwrite``. See
+    :mod:`demixbench.separate.files`.
+
 check-yaml
     Check that YAML files parse, naming file, line and column of a syntax error (Snakemake's own
     message names neither): ``demixbench check-yaml config.yaml``.
@@ -60,6 +71,7 @@ from pathlib import Path
 
 from demixbench import TARGETS, __version__
 from demixbench.data.layout import SUBSETS
+from demixbench.devices import DEVICES
 from demixbench.score.scorefile import METRICS
 
 log = logging.getLogger(__name__)
@@ -254,6 +266,54 @@ def _run_score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 1 if summary.failed else 0
 
 
+def _overlap(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}") from None
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def _run_separate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench separate``: 0 when every input is separated, else 1 with the error
+    (naming the input, checkpoint or output directory)."""
+    # Imported here, not at the top: separation needs torch, which ``demixbench --help`` and the
+    # parser's usage errors should not wait for.
+    from demixbench.separate.files import separate_files
+    from demixbench.separate.track import SeparationConfig
+
+    if args.verbose == 0:  # one line per separated file is worth seeing by default
+        for name in ("demixbench.separate.files", "demixbench.data.audiofile"):  # mono, resampling
+            logging.getLogger(name).setLevel(logging.INFO)
+    config = SeparationConfig(
+        segment_seconds=args.segment,
+        overlap=args.overlap,
+        device=args.device,
+        shifts=args.shifts,
+        wiener_iterations=args.wiener,
+    )
+    try:
+        outputs = separate_files(args.inputs, args.checkpoint, args.out, config, overwrite=args.overwrite)
+    except ValueError as error:  # DatasetError, CheckpointError, OutputExistsError are ValueErrors
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    for directory in outputs:
+        print(directory)
+    return 0
+
+
 def _run_check_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench check-yaml``: 0 when every file parses, else 1 with each error."""
     from demixbench.yamlfile import YAMLFileError, load_yaml
@@ -424,6 +484,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="scoring rate (default: the decoded cache's, or 44100 for MUSDB18 files, which are resampled to it)",
     )
     score.set_defaults(handler=_run_score, subparser=score)
+
+    separate = commands.add_parser(
+        "separate",
+        help="separate audio files with a trained model into one wav per target (streaming, CPU or GPU)",
+        description="Separate audio files (wav, flac, mp3, the mixture stream of a .stem.mp4, anything "
+        "ffmpeg reads) with a trained model into OUT/<name>/<target>.wav (32-bit float, the model's sample "
+        "rate). Mono input is duplicated to stereo, other sample rates are resampled (ffmpeg). Each file is "
+        "decoded to a scratch copy on disk and separated in overlapping segments, so memory does not grow "
+        "with the track's length; an output directory appears only once all its targets are written.",
+    )
+    separate.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="a trained run directory (results/<experiment>/models/<model>/seed<N>), a model.safetensors "
+        "or a legacy model.pt (model.json beside it)",
+    )
+    separate.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="audio files to separate")
+    separate.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="OUTDIR", help="directory for OUTDIR/<name>/<target>.wav"
+    )
+    separate.add_argument(
+        "--segment",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="separate in overlapping segments of this length; memory grows with it (default: 30)",
+    )
+    separate.add_argument(
+        "--overlap",
+        type=_overlap,
+        default=0.25,
+        metavar="FRACTION",
+        help="fraction of a segment cross-faded with the next, in [0, 1) (default: 0.25)",
+    )
+    separate.add_argument(
+        "--shifts",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="test-time shifts: average over N randomly shifted copies, N times slower; 0: off (default: 0)",
+    )
+    separate.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when available (default)")
+    separate.add_argument(
+        "--wiener",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="multichannel Wiener EM iterations, spectrogram models only; 0: off (default: 0)",
+    )
+    separate.add_argument(
+        "--overwrite", action="store_true", help="replace output directories that already hold estimates"
+    )
+    separate.set_defaults(handler=_run_separate, subparser=separate)
 
     check_yaml = commands.add_parser(
         "check-yaml",

@@ -1,5 +1,5 @@
 """One track of the separation stage: a decoded mixture through a checkpoint into
-``<out_dir>/<target>.wav``, and reading such estimates back.
+``<out_dir>/<target>.wav``.
 
 :func:`separate_track` is what rule ``separate_track`` runs, with the config's ``separation:``
 section as a :class:`SeparationConfig`. The estimates are streamed into the files block by block
@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from demixbench.data.cache import NpyReader
 from demixbench.devices import resolve_device
@@ -58,26 +61,41 @@ def separate_track(
     spectrogram models only; for waveform models it is skipped (logged)."""
     target_device = resolve_device(config.device)
     model, _ = load_checkpoint(Path(weights), expected_arch=expected_arch, map_location=target_device)
+    return separate_mixture(
+        model, mixture, out_dir, config, target_device, sample_rate, name=expected_arch or "the model"
+    )
+
+
+def separate_mixture(
+    model: nn.Module,
+    mixture: Path,
+    out_dir: Path,
+    config: SeparationConfig,
+    device: torch.device,
+    sample_rate: int,
+    name: str = "the model",
+    progress: bool = True,
+) -> list[Path]:
+    """Separate the (channels, samples) float32 .npy `mixture` with a loaded `model` on `device` and
+    stream out_dir/<target>.wav (targets, channels, samples at `sample_rate`), reading and writing a
+    segment at a time: what :func:`separate_track` and ``demixbench separate``
+    (:mod:`demixbench.separate.files`) share. Wiener filtering applies to spectrogram models only;
+    for waveform models it is skipped (logged, naming the model as `name`)."""
     audio = NpyReader(mixture)
     wiener_iterations = config.wiener_iterations
     if wiener_iterations and model.domain != "spectrogram":
-        log.info(
-            "wiener_iterations=%d ignored: %s is a %s model",
-            wiener_iterations,
-            expected_arch or "the model",
-            model.domain,
-        )
+        log.info("wiener_iterations=%d ignored: %s is a %s model", wiener_iterations, name, model.domain)
         wiener_iterations = 0
-    log.info("separating %s (%.1f s) on %s", mixture, audio.shape[-1] / sample_rate, target_device)
+    log.info("separating %s (%.1f s) on %s", mixture, audio.shape[-1] / sample_rate, device)
     blocks = iter_separate(
-        model.to(target_device),
+        model.to(device),
         audio,
         segment=int(config.segment_seconds * sample_rate),
         overlap=config.overlap,
-        device=target_device,
+        device=device,
         shifts=config.shifts,
         max_shift=int(config.max_shift_seconds * sample_rate),
         wiener_iterations=wiener_iterations,
-        progress=True,
+        progress=progress,
     )
     return stream_estimates(out_dir, blocks, model.targets, sample_rate)
