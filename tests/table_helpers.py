@@ -26,16 +26,17 @@ def write_track(
     gz: bool = False,
     metric: str = "SDR",
     nsdr: Mapping[str, float] | None = None,
+    hop: float = 1.0,
 ) -> Path:
-    """Write one museval-style score file; NaN is written as the JSON NaN literal, like museval.
-    ``nsdr`` adds the project's top-level ``"nsdr"`` object."""
+    """Write one museval-style score file (1 s frames every ``hop`` s); NaN is written as the JSON
+    NaN literal, like museval. ``nsdr`` adds the project's top-level ``"nsdr"`` object."""
     directory.mkdir(parents=True, exist_ok=True)
     document: dict = {
         "targets": [
             {
                 "name": name,
                 "frames": [
-                    {"time": float(i), "duration": 1.0, "metrics": {metric: value, "SIR": 0.0}}
+                    {"time": i * hop, "duration": 1.0, "metrics": {metric: value, "SIR": 0.0}}
                     for i, value in enumerate(values)
                 ],
             }

@@ -27,6 +27,8 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "--row", f"UHL2={SISEC18 / 'UHL2'}",
             "--compare", "TAK1:UHL2",
             "--note", "TAK1=SiSEC 2018 submission, sigsep-mus-2018",
+            "--trained-on", "TAK1=musdb18-train",  # both entries declare no data beyond MUSDB18 train
+            "--trained-on", "UHL2=musdb18-train",
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -105,6 +107,8 @@ def test_cli_table_paired_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[st
             "--row", "base=" + ",".join(map(str, base)),
             "--row", "gan=" + ",".join(map(str, gan)),
             "--compare", "gan:base",
+            "--trained-on", "base=musdb18-train",
+            "--trained-on", "gan=musdb18-train",
             "--resamples", "300",
             "--out", str(out),
         ]
@@ -141,7 +145,21 @@ def test_cli_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_seeds_from_comma_separated_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     s0, s1 = uniform_run(tmp_path / "s0", SEED0), uniform_run(tmp_path / "s1", SEED1)
     assert main(["table", "--row", f"unet={s0},{s1}", "--out", str(tmp_path / "out")]) == 0
-    assert "| unet | 2 | 3.00 ± 1.00 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # a row whose training data nobody declared is marked, with the reason under the table
+    assert "| unet? | 2 | 3.00 ± 1.00 |" in printed and "? training data not declared" in printed
+
+
+def test_cli_trained_on_marks_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s0 = uniform_run(tmp_path / "s0", SEED0)
+    out = tmp_path / "out"
+    assert main(["table", "--row", f"unet={s0}", "--trained-on", "unet=test-seen", "--out", str(out)]) == 0
+    assert "| unet† | 1 |" in capsys.readouterr().out
+    assert json.loads((out / "sdr.json").read_text())["rows"]["unet"]["comparable"] is False
+    for bad, message in (("unet=train", "unknown value"), ("other=extra-data", "unknown row name")):
+        with pytest.raises(SystemExit):
+            main(["table", "--row", f"unet={s0}", "--trained-on", bad, "--out", str(out)])
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

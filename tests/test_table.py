@@ -14,7 +14,7 @@ import pytest
 
 from demixbench import TARGETS
 from demixbench.table.build import build_table
-from demixbench.table.model import AGGREGATIONS, Comparison, MethodRuns
+from demixbench.table.model import AGGREGATIONS, KINDS, Comparison, MethodRuns
 from demixbench.table.significance import compare, holm
 from table_helpers import (
     SEED0,
@@ -319,6 +319,66 @@ def test_invalid_kind() -> None:
         MethodRuns("m", (Path("x"),), kind="baseline")
 
 
+def test_trained_on_defaults_and_validation() -> None:
+    """Each kind's default training data; an unknown value or a contradiction is refused, naming
+    the method and the allowed values."""
+    run = (Path("x"),)
+    defaults = {kind: MethodRuns("m", run, kind=kind).trained_on for kind in KINDS}
+    assert defaults == {
+        "model": "musdb18-train",
+        "oracle": "oracle",
+        "imported": "undeclared",
+        "estimates": "undeclared",
+        "command": "undeclared",
+        "checkpoint": "undeclared",
+    }
+    assert MethodRuns("m", run).comparable is True
+    assert MethodRuns("m", run, kind="imported").comparable is None
+    checkpoint = MethodRuns("mdx_extra", run, kind="checkpoint", trained_on="test-seen")
+    assert (checkpoint.trained_on, checkpoint.comparable) == ("test-seen", False)
+    assert MethodRuns("IRM2", run, kind="imported", trained_on="oracle").comparable is True  # a SiSEC oracle
+    with pytest.raises(ValueError, match=r"method 'm': trained_on must be one of .*'musdb18-train'.*got 'train'"):
+        MethodRuns("m", run, trained_on="train")
+    with pytest.raises(ValueError, match="an oracle is computed from the test stems"):
+        MethodRuns("IRM2", run, kind="oracle", trained_on="musdb18-train")
+    with pytest.raises(ValueError, match="cannot be trained_on 'oracle'"):
+        MethodRuns("unet", run, kind="model", trained_on="oracle")
+
+
+def test_comparability_of_difference_rows(tmp_path: Path) -> None:
+    """A difference row is comparable only as far as both sides are (Kleene's and), is tested
+    unless a side saw the test tracks, and Holm's family leaves the untested row out."""
+    rng = np.random.default_rng(2)
+    base = rng.normal(4.0, 1.0, size=(3, 6, 4))
+    runs = {name: seeded_runs(tmp_path, name, base + shift) for name, shift in (("a", 0.0), ("b", 0.5), ("c", 1.0))}
+    methods = [
+        MethodRuns("a", runs["a"]),
+        MethodRuns("b", runs["b"], kind="estimates"),  # undeclared: comparability unknown, still tested
+        MethodRuns("c", runs["c"], kind="command", trained_on="test-seen"),
+    ]
+    table = build_table(methods, [Comparison("b", "a"), Comparison("c", "a"), Comparison("c", "b")], n_resamples=50)
+    frame = table.data.drop_duplicates("row").set_index("row")
+    assert frame.at["a", "comparable"]
+    assert pd.isna(frame.at["b", "comparable"]) and not frame.at["c", "comparable"]
+    assert pd.isna(frame.at["b - a", "comparable"]) and pd.notna(frame.at["b - a", "p_value"])
+    for label in ("c - a", "c - b"):
+        assert not frame.at[label, "comparable"] and pd.isna(frame.at[label, "p_value"])
+    assert table.n_tests() == len(table.columns)  # only b - a's cells
+    assert {label: table.marks(label) for label in frame.index} == {
+        "a": "",
+        "b": "?",
+        "c": "†",
+        "b - a": "?",
+        "c - a": "†",
+        "c - b": "†?",
+    }
+    # The same b - a numbers as in a table without the contaminated row.
+    clean = build_table(methods[:2], [Comparison("b", "a")], n_resamples=50)
+    for column in table.columns:
+        for name in ("mean", "se", "ci_low", "ci_high", "p_holm"):
+            assert cell(table, "b - a", column)[name] == pytest.approx(cell(clean, "b - a", column)[name]), name
+
+
 def test_mismatched_tracks_across_seeds(tmp_path: Path) -> None:
     seed0 = uniform_run(tmp_path / "s0", SEED0, tracks=("a", "b", "c"))
     seed1 = uniform_run(tmp_path / "s1", SEED1, tracks=("a", "b", "Missing Song"))
@@ -408,8 +468,9 @@ def test_nsdr_aggregation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     markdown = table.to_markdown()
     assert "## nSDR (MDX), mean over tracks" in markdown
     section = markdown.split("## nSDR (MDX), mean over tracks")[1]
-    assert "| sisec | 1 | n/a | n/a | n/a | n/a | n/a |" in section
-    assert "| model - sisec | 2 vs 1, pooled | n/a |" in section
+    # The imported row declares no training data: marked "?", and so is its difference row.
+    assert "| sisec? | 1 | n/a | n/a | n/a | n/a | n/a |" in section
+    assert "| model - sisec? | 2 vs 1, pooled | n/a |" in section
     assert "| model - sisec: MDD | 80% power | n/a |" in section
     assert "no nSDR in the score files" in section
     document = table.to_dict()

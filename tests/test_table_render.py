@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def test_markdown(small_table: Leaderboard) -> None:
     assert len(table_lines) == 2 * (2 + 5)
     assert table_lines[2] == ("| unet | 2 | 3.00 ± 1.00 | 1.50 ± 0.50 | 2.50 ± 0.50 | 6.50 ± 0.50 | 3.38 ± 0.12 |")
     assert table_lines[3] == "| IRM2 | 1 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 |"
-    assert table_lines[4].startswith("| silent | 1 | 1.00 |") and "n/a" in table_lines[4]
+    # An imported row without declared training data carries "?", explained in the caption.
+    assert table_lines[4].startswith("| silent? | 1 | 1.00 |") and "n/a" in table_lines[4]
+    assert "? training data not declared: comparability unknown." in caption
+    assert "†" not in text and "\\*" not in text  # no test-seen or extra-data row here
     # Pooled: IRM2 borrows unet's seed variance, drums 2 x (1/2 + 1) -> s.e. sqrt(3) = 1.73.
     difference = table_lines[5]
     assert difference.startswith("| unet - IRM2 | 2 vs 1, pooled | -6.00 ± 1.73 [")
@@ -111,8 +115,9 @@ def test_csv(small_table: Leaderboard, tmp_path: Path) -> None:
     path = small_table.to_csv(tmp_path / "out.csv")
     frame = pd.read_csv(path)
     assert list(frame.columns) == [
-        "aggregation", "row", "kind", "target", "mean", "se", "n_seeds", "n_tracks", "design", "se_total", "df",
-        "ci_low", "ci_high", "p_value", "p_holm", "significant", "mdd", "p_wilcoxon_tracks",
+        "aggregation", "row", "kind", "trained_on", "comparable", "target", "mean", "se", "n_seeds", "n_tracks",
+        "design", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm", "significant", "mdd",
+        "p_wilcoxon_tracks",
     ]  # fmt: skip
     assert len(frame) == 2 * 4 * 5  # aggregations x rows x columns
     assert list(dict.fromkeys(frame["aggregation"])) == ["median", "mean"]
@@ -120,6 +125,12 @@ def test_csv(small_table: Leaderboard, tmp_path: Path) -> None:
     unet = median[(median["row"] == "unet") & (median["target"] == "drums")].iloc[0]
     assert (unet["kind"], unet["mean"], unet["se"], unet["n_seeds"]) == ("model", 3.0, 1.0, 2)
     assert unet["n_tracks"] == 3
+    # Provenance per row: the defaults of each kind; a difference row's comparability from its sides.
+    provenance = median.drop_duplicates("row").set_index("row")
+    assert provenance.loc["unet", ["trained_on", "comparable"]].tolist() == ["musdb18-train", True]
+    assert provenance.loc["IRM2", ["trained_on", "comparable"]].tolist() == ["oracle", True]
+    assert provenance.loc["silent", "trained_on"] == "undeclared" and pd.isna(provenance.loc["silent", "comparable"])
+    assert pd.isna(provenance.loc["unet - IRM2", "trained_on"]) and provenance.loc["unet - IRM2", "comparable"]
     silent = median[(median["row"] == "silent") & (median["target"].isin(["vocals", "All"]))]
     assert list(silent["n_tracks"]) == [0, 0]
     assert unet[["design", "se_total", "df", "ci_low", "p_value", "p_holm", "significant", "mdd"]].isna().all()
@@ -145,7 +156,8 @@ def test_csv(small_table: Leaderboard, tmp_path: Path) -> None:
 def test_json_is_strict_and_complete(small_table: Leaderboard, tmp_path: Path) -> None:
     path = small_table.to_json(tmp_path / "out.json")
     text = path.read_text(encoding="utf-8")
-    assert "NaN" not in text and "Infinity" not in text
+    # No NaN/Infinity literal as a value (the captions' words "NaN frames" are text).
+    assert re.search(r"[:\[,]\s*-?(NaN|Infinity)", text) is None
 
     def reject(constant: str) -> None:
         raise AssertionError(f"non-standard JSON constant {constant}")
@@ -168,18 +180,28 @@ def test_json_is_strict_and_complete(small_table: Leaderboard, tmp_path: Path) -
     assert "Wilcoxon" in statistics["p_wilcoxon_tracks"] and "never" in statistics["p_wilcoxon_tracks"]
     assert set(statistics) >= {"design", "se_total", "df", "mdd", "significant"}
     assert document["notes"] == {}
+    assert document["marks"] == {"?": "training data not declared: comparability unknown"}
+    assert document["frame_hop"] == 1.0
+    assert document["caption"] == small_table.long_caption()
+    assert document["aggregations"]["mean"]["caption"] == small_table.long_caption("mean")
+    assert set(statistics) >= {"trained_on", "comparable", "frames", "nsdr"}
     # The primary table at the top level, the further aggregations under "aggregations".
     assert document["title"].startswith("SDR: median over frames, median over tracks")
     assert list(document["aggregations"]) == ["mean"]
     median = document
     unet = median["rows"]["unet"]
     assert unet["kind"] == "model" and unet["n_seeds"] == 2
+    assert (unet["trained_on"], unet["comparable"], unet["marks"]) == ("musdb18-train", True, "")
+    assert (median["rows"]["IRM2"]["trained_on"], median["rows"]["IRM2"]["comparable"]) == ("oracle", True)
+    silent = median["rows"]["silent"]
+    assert (silent["trained_on"], silent["comparable"], silent["marks"]) == ("undeclared", None, "?")
     assert unet["drums"] == {"mean": 3.0, "se": 1.0}
     assert unet["seeds"]["s0"]["drums"] == 2.0 and unet["seeds"]["s1"]["All"] == 3.5
     assert median["rows"]["IRM2"]["bass"] == {"mean": 9.0, "se": None}
     assert median["rows"]["silent"]["vocals"] == {"mean": None, "se": None}
     difference = median["differences"]["unet - IRM2"]
     assert (difference["variant"], difference["baseline"]) == ("unet", "IRM2")
+    assert (difference["comparable"], difference["marks"], difference["not_tested"]) == (True, "", None)
     assert difference["design"] == "pooled"
     assert difference["seeds"] == "B has 1 seed: its seed variance is borrowed from A (pooled)"
     drums = difference["drums"]
@@ -376,10 +398,12 @@ def test_write_all_formats(tmp_path: Path) -> None:
     assert isinstance(document["differences"][f"{tricky} - base"]["All"]["mean"], float)
     assert document["aggregations"]["mean"]["rows"]["base"]["All"]["mean"] == 2.0
 
-    # Metrics (DVC): the primary table's seed means, nothing else.
+    # Metrics (DVC): the primary table's seed means, and which of them compare.
     headline = json.loads(paths["metrics"].read_text(encoding="utf-8"))
-    assert set(headline) == {"metric", "n_tracks", "rows", "differences"}
+    assert set(headline) == {"metric", "n_tracks", "rows", "differences", "trained_on", "comparable"}
     assert headline["n_tracks"] == document["n_tracks"]
+    assert headline["trained_on"] == {tricky: "musdb18-train", "base": "undeclared"}
+    assert headline["comparable"] == {tricky: True}  # unknown (undeclared) is left out: DVC drops nulls
     for part in ("rows", "differences"):
         assert set(headline[part]) == set(document[part])
         for label, columns in headline[part].items():
@@ -395,6 +419,7 @@ def test_write_all_formats(tmp_path: Path) -> None:
     assert "\\caption{SDR: median over frames, median over tracks" in latex
     assert "\\label{tab:sdr-median}" in latex and "\\label{tab:sdr-mean}" in latex
     assert "\\item \\textbf{base} (imported): SiSEC 2018 submission, sigsep-mus-2018" in latex
+    assert "\nbase\\textsuperscript{?} & 1 & " in latex
     assert latex.count("\\begin{table}") == latex.count("\\end{table}") == 2
 
     # HTML: standalone, escaped, captioned, well nested.
@@ -408,7 +433,9 @@ def test_write_all_formats(tmp_path: Path) -> None:
     captions = [text for tag, text in collector.cells if tag == "caption"]
     assert len(captions) == 2 and "median over 1 s frames, median over tracks" in captions[0]
     row_headers = [text for tag, text in collector.cells if tag == "th"]
-    assert tricky in row_headers and f"{tricky} - base" in row_headers
+    # The imported row declares no training data: "?" in <sup> after its label and its difference's.
+    assert tricky in row_headers and f"{tricky} - base?" in row_headers and "base?" in row_headers
+    assert '<th scope="row">base<sup>?</sup></th>' in page
     assert "from <somewhere> & co" in "".join(text for tag, text in collector.cells if tag == "li")
 
     table.write(out, stem="again")

@@ -124,7 +124,7 @@ def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     # Imported here, not at the top: the table stage needs pandas and scipy, which ``demixbench
     # --help`` and the parser's usage errors should not wait for.
     from demixbench.table.build import build_table
-    from demixbench.table.model import Comparison, MethodRuns
+    from demixbench.table.model import TRAINED_ON, Comparison, MethodRuns
 
     rows: list[tuple[str, tuple[Path, ...]]] = args.row
     names = [name for name, _ in rows]
@@ -146,11 +146,21 @@ def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         if name in notes:
             parser.error(f"--note: row {name!r} has two notes")
         notes[name] = text
+    trained_on: dict[str, str] = {}
+    for name, value in args.trained_on:
+        if name not in names:
+            parser.error(f"--trained-on {name}=...: unknown row name {name!r}; rows are {names}")
+        if value not in TRAINED_ON:
+            parser.error(f"--trained-on {name}={value}: unknown value; one of {', '.join(TRAINED_ON)}")
+        trained_on[name] = value
     targets = tuple(args.targets) if args.targets else TARGETS
 
     try:
         table = build_table(
-            [MethodRuns(name=name, seed_dirs=dirs, kind="imported", note=notes.get(name, "")) for name, dirs in rows],
+            [
+                MethodRuns(name, dirs, kind="imported", note=notes.get(name, ""), trained_on=trained_on.get(name))
+                for name, dirs in rows
+            ],
             [Comparison(variant=variant, baseline=baseline) for variant, baseline in args.compare],
             targets=targets,
             metric=args.metric,
@@ -371,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=TEXT",
         help="provenance of a row, listed under the tables and in the JSON (repeatable)",
+    )
+    table.add_argument(
+        "--trained-on",
+        action="append",
+        type=_parse_note,
+        default=[],
+        metavar="NAME=DATA",
+        help="what a row was trained on: musdb18-train, extra-data (marked *), test-seen (marked †, not "
+        "comparable, its differences untested), oracle; rows not declared are marked ? (repeatable)",
     )
     table.add_argument("--metric", default="SDR", choices=METRICS, help="museval metric to aggregate (default: SDR)")
     table.add_argument(

@@ -40,7 +40,14 @@ __all__ = [
 ]
 
 #: Colour of each method kind (colour-blind-safe Okabe-Ito hues).
-KIND_COLORS: dict[str, str] = {"model": "#0072B2", "oracle": "#009E73", "imported": "#E69F00"}
+KIND_COLORS: dict[str, str] = {
+    "model": "#0072B2",
+    "oracle": "#009E73",
+    "imported": "#E69F00",
+    "estimates": "#CC79A7",
+    "command": "#D55E00",
+    "checkpoint": "#56B4E9",
+}
 
 # --------------------------------------------------------------------------------------------------
 # Helpers

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from demixbench import SAMPLE_RATE, TARGETS
 from demixbench.data.cache import to_float32
@@ -52,7 +51,8 @@ from demixbench.devices import available_cpus
 from demixbench.fileio import remove_stale_temporaries
 from demixbench.score.scorefile import write_scores
 from demixbench.score.track import ScoringConfig, score_arrays, score_track
-from demixbench.separate.estimates import read_estimates
+from demixbench.separate.estimates import check_estimate_files, extra_estimates, read_estimates, samples_message
+from demixbench.separate.external import estimates_root
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ __all__ = [
     "ScoreSummary",
     "check_inputs",
     "detect_references",
-    "estimates_root",
     "load_references",
     "score_directory",
     "score_one",
@@ -264,24 +263,6 @@ def load_references(references: References, track: str, targets: Sequence[str] =
 # --------------------------------------------------------------------------------------------------
 
 
-def estimates_root(estimates: Path, subset: str, tracks: Sequence[str]) -> Path:
-    """The folder holding ``<track>/<target>.wav``: `estimates` itself, or ``estimates/<subset>``
-    (museval's layout) when that exists and `estimates` holds none of the tracks directly."""
-    estimates = Path(estimates)
-    nested = estimates / subset
-    if nested.is_dir() and not any((estimates / track).is_dir() for track in tracks):
-        return nested
-    return estimates
-
-
-def _samples_message(path: Path, got: int, expected: int) -> str:
-    difference = got - expected
-    return (
-        f"{path}: {got} samples, {abs(difference)} {'more' if difference > 0 else 'fewer'} than the reference "
-        f"({expected} samples); estimates must have the reference's length"
-    )
-
-
 def check_inputs(
     references: References, estimates_dir: Path, tracks: Sequence[str], targets: Sequence[str] = TARGETS
 ) -> list[str]:
@@ -300,25 +281,10 @@ def check_inputs(
         except (DatasetError, OSError, ValueError) as error:
             problems.append(f"track {track!r}: reference: {error}")
             continue
-        for target in targets:
-            path = folder / f"{target}.wav"
-            if not path.is_file():
-                problems.append(f"track {track!r}: missing estimate {path}")
-                continue
-            try:
-                info = soundfile.info(str(path))
-            except (RuntimeError, soundfile.LibsndfileError) as error:
-                problems.append(f"track {track!r}: {path}: unreadable wav ({error})")
-                continue
-            if info.samplerate != references.sample_rate:
-                problems.append(
-                    f"track {track!r}: {path}: sample rate {info.samplerate} Hz, the references are scored at "
-                    f"{references.sample_rate} Hz"
-                )
-            if info.channels != channels:
-                problems.append(f"track {track!r}: {path}: {info.channels} channel(s), the reference has {channels}")
-            if samples is not None and info.frames != samples:
-                problems.append(f"track {track!r}: {_samples_message(path, info.frames, samples)}")
+        problems += [
+            f"track {track!r}: {problem}"
+            for problem in check_estimate_files(folder, targets, references.sample_rate, channels, samples)
+        ]
     return problems
 
 
@@ -349,7 +315,7 @@ def score_one(
     if estimates.shape != reference.shape:  # a stem.mp4 length is known only once decoded
         path = Path(estimates_dir) / f"{targets[0]}.wav"
         if estimates.shape[-1] != reference.shape[-1]:
-            raise ValueError(_samples_message(path, estimates.shape[-1], reference.shape[-1]))
+            raise ValueError(samples_message(path, estimates.shape[-1], reference.shape[-1]))
         raise ValueError(f"{estimates_dir}: estimates {estimates.shape} and references {reference.shape} differ")
     if metrics == "all":
         scores = score_arrays(reference, estimates, targets, config)
@@ -405,6 +371,12 @@ def score_directory(
     if metrics == "sdr-only" and config.backend != "fast":
         raise ValueError("metrics 'sdr-only' is the fast backend's SDR-only path; use backend 'fast'")
     targets = tuple(targets)
+    unknown = [target for target in targets if target not in TARGETS]
+    if unknown:
+        raise ValueError(
+            f"targets {', '.join(map(repr, unknown))} are not scored: the targets are {', '.join(TARGETS)}, scored "
+            "jointly (an 'accompaniment' source is the sum of the others and would change their problem)"
+        )
     references = detect_references(references_root, subset, targets, sample_rate)
     log.info("references: %s", references.describe())
     config = dataclasses.replace(config, sample_rate=references.sample_rate)
@@ -433,6 +405,14 @@ def score_directory(
     problems += check_inputs(references, est_root, todo, targets)
     if problems:
         raise ScoreInputError(problems)
+    extra = sorted({name for track in todo for name in extra_estimates(est_root / track, TARGETS)})
+    if extra:
+        log.warning(
+            "%s: %s in the track folders not scored: only %s are scored, jointly",
+            est_root,
+            ", ".join(extra),
+            ", ".join(targets),
+        )
     if summary.skipped:
         log.info("%d of %d tracks already scored in %s: skipped", len(summary.skipped), len(selected), out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

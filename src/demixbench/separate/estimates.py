@@ -2,12 +2,15 @@
 
 Separation writes them (:func:`stream_estimates` block by block for models,
 :func:`write_estimates` in one go for the oracles) and scoring reads them back
-(:func:`read_estimates`). numpy and soundfile only: a scoring job imports this module, and must
-not pay for torch.
+(:func:`read_estimates`). Estimates made outside the pipeline (a folder of someone else's
+estimates, an external separator's output) are checked and copied into that layout by
+:func:`import_estimates`; :func:`export_mixture` writes a mixture for such a separator to read.
+numpy and soundfile only: a scoring job imports this module, and must not pay for torch.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,7 +18,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from demixbench.data.cache import NpyReader
 from demixbench.fileio import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str], sample_rate: int) -> list[Path]:
@@ -52,3 +58,101 @@ def stream_estimates(
 def read_estimates(out_dir: Path, targets: Sequence[str]) -> np.ndarray:
     """Read estimates written by write_estimates -> (targets, channels, samples) float32."""
     return np.stack([sf.read(Path(out_dir) / f"{t}.wav", dtype="float32", always_2d=True)[0].T for t in targets])
+
+
+# --------------------------------------------------------------------------------------------------
+# Estimates made elsewhere: checked, then copied into the pipeline's layout
+# --------------------------------------------------------------------------------------------------
+
+
+class EstimatesError(ValueError):
+    """Estimates that cannot be scored; the message lists every problem, each naming its file."""
+
+
+def samples_message(path: Path, got: int, expected: int) -> str:
+    """'<path>: N samples, k more/fewer than the reference (M samples); ...'"""
+    difference = got - expected
+    return (
+        f"{path}: {got} samples, {abs(difference)} {'more' if difference > 0 else 'fewer'} than the reference "
+        f"({expected} samples); estimates must have the reference's length"
+    )
+
+
+def check_estimate_files(
+    folder: Path, targets: Sequence[str], sample_rate: int, channels: int, samples: int | None
+) -> list[str]:
+    """Every problem with ``folder/<target>.wav`` against a reference of `channels` x `samples`
+    (None: length unknown yet) at `sample_rate`, read from the headers only: a missing or
+    unreadable file, another sample rate, channel count or length. Each message names the file."""
+    problems = []
+    for target in targets:
+        path = Path(folder) / f"{target}.wav"
+        if not path.is_file():
+            problems.append(f"missing estimate {path}")
+            continue
+        try:
+            info = sf.info(str(path))
+        except (RuntimeError, sf.LibsndfileError) as error:
+            problems.append(f"{path}: unreadable wav ({error})")
+            continue
+        if info.samplerate != sample_rate:
+            problems.append(f"{path}: sample rate {info.samplerate} Hz, the references are scored at {sample_rate} Hz")
+        if info.channels != channels:
+            problems.append(f"{path}: {info.channels} channel(s), the reference has {channels}")
+        if samples is not None and info.frames != samples:
+            problems.append(samples_message(path, info.frames, samples))
+    return problems
+
+
+def extra_estimates(folder: Path, targets: Sequence[str]) -> list[str]:
+    """The wav files in `folder` that are not estimates of `targets` (e.g. ``accompaniment.wav``):
+    never scored, since BSS Eval v4 scores the targets jointly and an extra source would change
+    the problem (museval's track evaluation scores vocals against an accompaniment separately)."""
+    return sorted(path.name for path in Path(folder).glob("*.wav") if path.stem not in targets)
+
+
+def import_estimates(
+    source: Path, mixture: Path, out_dir: Path, targets: Sequence[str], sample_rate: int, block: int = 1 << 18
+) -> list[Path]:
+    """Check the estimates ``source/<target>.wav`` made outside the pipeline against the decoded
+    mixture (a (channels, samples) .npy: its shape is the references') and copy them into
+    ``out_dir/<target>.wav`` as 32-bit float, block by block (memory flat in track length), each
+    file appearing only once complete.
+
+    Only `targets` are read: any other file in `source` (an ``accompaniment.wav``, say) is left out
+    with a log line, so the scores are always those of the targets jointly. Raises EstimatesError
+    listing every problem (see check_estimate_files) before anything is written.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise EstimatesError(
+            f"{source}: no such folder of estimates (expected one wav per target: {', '.join(targets)})"
+        )
+    channels, samples = NpyReader(mixture).shape
+    problems = check_estimate_files(source, targets, sample_rate, channels, samples)
+    if problems:
+        raise EstimatesError(f"{source}: estimates cannot be scored:\n  " + "\n  ".join(problems))
+    extra = extra_estimates(source, targets)
+    if extra:
+        log.warning("%s: %s left out: only the targets %s are scored, jointly", source, ", ".join(extra), targets)
+
+    def blocks() -> Iterator[np.ndarray]:
+        with ExitStack() as stack:
+            files = [stack.enter_context(sf.SoundFile(source / f"{target}.wav")) for target in targets]
+            for start in range(0, samples, block):
+                parts = [f.read(min(block, samples - start), dtype="float32", always_2d=True).T for f in files]
+                yield np.stack(parts)
+
+    return stream_estimates(out_dir, blocks(), targets, sample_rate)
+
+
+def export_mixture(mixture: Path, out: Path, sample_rate: int, block: int = 1 << 18) -> Path:
+    """The decoded mixture (a (channels, samples) .npy) as a 32-bit float wav, for a separator
+    outside the pipeline to read; written block by block, appearing only once complete."""
+    reader = NpyReader(mixture)
+    channels, samples = reader.shape
+    with atomic_path(Path(out), suffix=".wav") as temporary:
+        with sf.SoundFile(temporary, "w", sample_rate, channels, subtype="FLOAT") as writer:
+            for start in range(0, samples, block):
+                writer.write(reader[:, start : start + block].T)
+    return Path(out)

@@ -62,6 +62,17 @@ each statistic):
 * ``p_wilcoxon_tracks``: a secondary two-sided Wilcoxon signed-rank test over tracks of the
   seed-averaged per-track values; it ignores seed variance and never marks significance.
 
+Provenance
+----------
+Every row records what it was trained on (:attr:`~demixbench.table.model.MethodRuns.trained_on`,
+one of :data:`~demixbench.table.model.TRAINED_ON`: ``musdb18-train``, ``extra-data``,
+``test-seen``, ``oracle``, ``undeclared``) and whether its numbers are comparable
+(:data:`~demixbench.table.model.COMPARABLE`). Rows trained or selected with test tracks (``†``),
+with extra data (``*``) or with undeclared training data (``?``) carry a mark in every rendered
+table, explained in the caption; CSV and JSON carry ``trained_on`` and ``comparable``. A
+difference row carries its sides' marks; one with a ``†`` side is not tested (outside Holm's
+family).
+
 Every method (and every seed of a method) must cover exactly the same tracks; otherwise
 :func:`~demixbench.table.build.build_table` raises rather than compare numbers computed over
 different test sets.

@@ -18,7 +18,15 @@ import pandas as pd
 
 from demixbench import TARGETS
 from demixbench.score.scorefile import METRICS
-from demixbench.table.model import ALL, OVER_TRACKS, Comparison, Leaderboard, MethodRuns
+from demixbench.table.model import (
+    ALL,
+    MARKS,
+    OVER_TRACKS,
+    Comparison,
+    Leaderboard,
+    MethodRuns,
+    combined_comparable,
+)
 from demixbench.table.render import DIFFERENCE_KIND
 from demixbench.table.runs import Run, read_run, seed_labels
 from demixbench.table.significance import Difference, SeedDesign, compare, holm, seed_design
@@ -33,6 +41,8 @@ _DTYPES: dict[str, str] = {
     "aggregation": "object",
     "row": "object",
     "kind": "object",
+    "trained_on": "object",
+    "comparable": "boolean",
     "target": "object",
     "mean": "float64",
     "se": "float64",
@@ -90,6 +100,26 @@ def _validate_inputs(
     clashes = sorted({label for label in labels if labels.count(label) > 1 or label in names})
     if clashes:
         raise ValueError(f"comparison row label(s) {clashes} are duplicated or clash with a method name")
+
+
+def _not_tested(methods: tuple[MethodRuns, ...], comparisons: tuple[Comparison, ...]) -> dict[str, str]:
+    """Difference row label -> why it is not tested, for comparisons with a side that is not
+    comparable (trained or selected with test tracks); logged, as the table marks them."""
+    by_name = {method.name: method for method in methods}
+    reasons: dict[str, str] = {}
+    for comparison in comparisons:
+        sides = [by_name[name] for name in (comparison.variant, comparison.baseline)]
+        seen = [method.name for method in sides if method.comparable is False]
+        if seen:
+            reasons[comparison.label] = (
+                f"not tested: {' and '.join(seen)} {MARKS['test-seen'][0]} saw MUSDB18 test tracks in training "
+                "or selection"
+            )
+            log.warning("comparison %r: %s", comparison.label, reasons[comparison.label])
+    flagged = {method.name: method.trained_on for method in methods if method.comparable is not True}
+    if flagged:
+        log.info("rows marked for their training data: %s", flagged)
+    return reasons
 
 
 def _per_track_values(
@@ -157,12 +187,14 @@ def _aggregate_table(
     designs: Mapping[str, SeedDesign],
     targets: tuple[str, ...],
     *,
+    not_tested: Mapping[str, str],
     n_resamples: int,
     bootstrap_seed: int,
     confidence: float,
     power: float,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, dict[str, float]]]]:
-    """One aggregation's tidy frame and per-seed values."""
+    """One aggregation's tidy frame and per-seed values. Comparisons in ``not_tested`` get the
+    difference of the means only (no test, outside Holm's family)."""
     statistic = OVER_TRACKS[aggregation]
     columns = (*targets, ALL)
     seed_values: dict[str, dict[str, dict[str, float]]] = {}
@@ -189,6 +221,8 @@ def _aggregate_table(
                     "aggregation": aggregation,
                     "row": method.name,
                     "kind": method.kind,
+                    "trained_on": method.trained_on,
+                    "comparable": pd.NA if method.comparable is None else method.comparable,
                     "target": column,
                     "mean": mean,
                     "se": se,
@@ -210,7 +244,7 @@ def _aggregate_table(
     differences: list[tuple[Comparison, Difference | None, np.ndarray]] = []
     for comparison in comparisons:
         variant, baseline = values[comparison.variant], values[comparison.baseline]
-        if variant is None or baseline is None:
+        if variant is None or baseline is None or comparison.label in not_tested:
             differences.append((comparison, None, np.full(len(columns), np.nan)))
             continue
         difference = compare(
@@ -231,8 +265,12 @@ def _aggregate_table(
     p_values = [untested if difference is None else difference.p_value for _, difference, _ in differences]
     adjusted = holm(np.concatenate(p_values)).reshape(-1, len(columns)) if differences else []
     alpha = 1.0 - confidence
+    by_name = {method.name: method for method in methods}
     for (comparison, difference, wilcoxon), p_holm in zip(differences, adjusted, strict=True):
         design = designs[comparison.label]
+        comparable = combined_comparable(
+            by_name[comparison.variant].comparable, by_name[comparison.baseline].comparable
+        )
         variant, baseline = values[comparison.variant], values[comparison.baseline]
         n_tracks = (
             _tracks_per_column(variant, baseline)
@@ -246,6 +284,8 @@ def _aggregate_table(
                 "aggregation": aggregation,
                 "row": comparison.label,
                 "kind": DIFFERENCE_KIND,
+                "trained_on": None,
+                "comparable": pd.NA if comparable is None else comparable,
                 "target": column,
                 "mean": mean_v - mean_b,
                 "se": math.nan,
@@ -336,6 +376,8 @@ def build_table(
         comparison.label: seed_design(labels_of[comparison.variant], labels_of[comparison.baseline])
         for comparison in comparisons
     }
+    not_tested = _not_tested(methods, comparisons)
+    hops = frozenset().union(*(run.frame_hops for seeds in runs.values() for run in seeds.values()))
 
     medians, nsdr = _per_track_values(methods, runs, tracks, targets, metric)
     sources: dict[str, Mapping[str, np.ndarray | None]] = {"median": medians, "mean": medians}
@@ -356,6 +398,7 @@ def build_table(
             labels_of,
             designs,
             targets,
+            not_tested=not_tested,
             n_resamples=int(n_resamples),
             bootstrap_seed=bootstrap_seed,
             confidence=confidence,
@@ -376,6 +419,9 @@ def build_table(
         confidence=confidence,
         power=power,
         designs=designs,
+        frame_hop=next(iter(hops)) if len(hops) == 1 else None,
+        trained_on={method.name: str(method.trained_on) for method in methods},
+        not_tested=not_tested,
     )
     log.info(
         "built %s table: %d methods, %d comparisons, %d tracks, aggregations %s",

@@ -23,20 +23,71 @@ from demixbench.table.significance import DESIGNS, SeedDesign
 __all__ = [
     "AGGREGATIONS",
     "ALL",
+    "COMPARABLE",
+    "DEFAULT_TRAINED_ON",
     "KINDS",
+    "MARKS",
+    "NSDR_EPSILON",
     "OVER_TRACKS",
     "PRIMARY_AGGREGATION",
+    "TRAINED_ON",
     "Comparison",
     "Leaderboard",
     "MethodRuns",
+    "combined_comparable",
 ]
 
 #: Label of the column averaging the per-target values.
 ALL: str = "All"
 
 #: Allowed :attr:`MethodRuns.kind` values; difference rows get the kind ``"difference"``
-#: (:data:`~demixbench.table.render.DIFFERENCE_KIND`).
-KINDS: tuple[str, ...] = ("model", "oracle", "imported")
+#: (:data:`~demixbench.table.render.DIFFERENCE_KIND`). ``model``: trained by the pipeline;
+#: ``oracle``: computed from the true test stems; ``imported``: score files of an external run;
+#: ``estimates``, ``command``, ``checkpoint``: a method not trained by the pipeline, scored by it from
+#: given estimates, a separation command, or a published checkpoint.
+KINDS: tuple[str, ...] = ("model", "oracle", "imported", "estimates", "command", "checkpoint")
+
+#: Allowed :attr:`MethodRuns.trained_on` values -> what each declares about the row's training data.
+TRAINED_ON: dict[str, str] = {
+    "musdb18-train": "MUSDB18 train split only, validation taken from it",
+    "extra-data": "MUSDB18 train plus other training data",
+    "test-seen": "MUSDB18 test tracks seen in training or in model selection",
+    "oracle": "computed from the true test stems: a bound, not a method",
+    "undeclared": "training data not declared",
+}
+
+#: :attr:`MethodRuns.trained_on` -> whether the row's numbers can be compared with the other rows':
+#: True, False (test tracks seen: the numbers overstate the method), or None (unknown: undeclared).
+#: Extra data stays comparable, flagged, as the SiSEC 2018 tables listed such entries with the others.
+COMPARABLE: dict[str, bool | None] = {
+    "musdb18-train": True,
+    "extra-data": True,
+    "test-seen": False,
+    "oracle": True,
+    "undeclared": None,
+}
+
+#: :attr:`MethodRuns.trained_on` -> the mark after the row label in every rendered table, and the
+#: caption line explaining it (values without a mark are absent).
+MARKS: dict[str, tuple[str, str]] = {
+    "test-seen": ("†", "trained or selected with MUSDB18 test tracks: not comparable with the other rows"),
+    "extra-data": ("*", "trained with data beyond MUSDB18's training split (flagged as SiSEC 2018 did)"),
+    "undeclared": ("?", "training data not declared: comparability unknown"),
+}
+
+#: :attr:`MethodRuns.kind` -> the :attr:`MethodRuns.trained_on` a row gets when it declares none.
+DEFAULT_TRAINED_ON: dict[str, str] = {
+    "model": "musdb18-train",
+    "oracle": "oracle",
+    "imported": "undeclared",
+    "estimates": "undeclared",
+    "command": "undeclared",
+    "checkpoint": "undeclared",
+}
+
+#: The epsilon added to both energies of the nSDR (:func:`demixbench.score.track.nsdr`, its default;
+#: tests/test_guards.py checks that they agree), stated in the nSDR captions.
+NSDR_EPSILON: float = 1e-7
 
 #: Aggregation key -> what it computes (see :mod:`demixbench.table`), in table order.
 AGGREGATIONS: dict[str, str] = {
@@ -79,15 +130,20 @@ class MethodRuns:
     name: row label, e.g. ``"unet_gan"`` or ``"IRM2"``.
     seed_dirs: one directory of per-track score files per seed (a single one for oracles and
         imported single runs).
-    kind: ``"model"``, ``"oracle"`` or ``"imported"``.
+    kind: one of :data:`KINDS`.
     note: optional provenance, e.g. ``"SiSEC 2018 submission, sigsep-mus-2018"``; listed under the
         tables and in the JSON metadata.
+    trained_on: what the method was trained (and selected) on, one of :data:`TRAINED_ON`; None
+        takes the kind's default (:data:`DEFAULT_TRAINED_ON`: the pipeline's models
+        ``"musdb18-train"``, oracles ``"oracle"``, every other kind ``"undeclared"``). Rows
+        that are not comparable or are flagged carry a mark (:data:`MARKS`) in every table.
     """
 
     name: str
     seed_dirs: tuple[Path, ...]
     kind: str = "model"
     note: str = ""
+    trained_on: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seed_dirs", tuple(Path(d) for d in self.seed_dirs))
@@ -98,6 +154,37 @@ class MethodRuns:
             raise ValueError(f"method {self.name!r}: at least one seed directory is required")
         if self.kind not in KINDS:
             raise ValueError(f"method {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.trained_on is None:
+            object.__setattr__(self, "trained_on", DEFAULT_TRAINED_ON[self.kind])
+        if self.trained_on not in TRAINED_ON:
+            raise ValueError(
+                f"method {self.name!r}: trained_on must be one of {tuple(TRAINED_ON)}, got {self.trained_on!r}"
+            )
+        if self.kind == "oracle" and self.trained_on != "oracle":
+            raise ValueError(
+                f"method {self.name!r}: an oracle is computed from the test stems; trained_on must be "
+                f"'oracle', got {self.trained_on!r}"
+            )
+        if self.kind == "model" and self.trained_on == "oracle":
+            raise ValueError(
+                f"method {self.name!r}: a model trained by the pipeline cannot be trained_on 'oracle' "
+                "(use kind 'oracle' for a row computed from the test stems)"
+            )
+
+    @property
+    def comparable(self) -> bool | None:
+        """Whether the row's numbers compare with the other rows' (:data:`COMPARABLE`)."""
+        return COMPARABLE[str(self.trained_on)]
+
+
+def combined_comparable(*values: bool | None) -> bool | None:
+    """Comparability of a difference row from its two sides' (Kleene's and): False when a side is
+    not comparable, None when a side is unknown and none is False, else True."""
+    if any(value is False for value in values):
+        return False
+    if any(value is None for value in values):
+        return None
+    return True
 
 
 @dataclass(frozen=True)
@@ -140,8 +227,10 @@ class Leaderboard:
     """A built leaderboard (any metric), under one or more aggregations.
 
     results: aggregation key (see :data:`AGGREGATIONS`) -> tidy DataFrame, one row per (row,
-        target) with columns ``aggregation``, ``row``, ``kind`` (model, oracle, imported or
-        difference), ``target`` (each target, then ``"All"``), ``mean``, ``se``, ``n_seeds``
+        target) with columns ``aggregation``, ``row``, ``kind`` (one of :data:`KINDS`, or
+        difference), ``trained_on`` (one of :data:`TRAINED_ON`; NA for difference rows),
+        ``comparable`` (nullable boolean, :data:`COMPARABLE`; a difference row's from its two
+        sides, :func:`combined_comparable`), ``target`` (each target, then ``"All"``), ``mean``, ``se``, ``n_seeds``
         (nullable integer; NA for difference rows), and for difference rows (NaN/NA for method
         rows) ``design`` (paired, unpaired, pooled or untested), ``se_total`` (seeds and tracks),
         ``df``, ``ci_low``, ``ci_high``, ``p_value`` (uncorrected), ``p_holm`` (Holm-adjusted across
@@ -154,7 +243,13 @@ class Leaderboard:
     targets: the target columns, in order (``"All"`` excluded).
     comparisons: the comparisons behind the difference rows.
     frame_duration: the score files' common frame duration in seconds, None when they disagree.
+    frame_hop: the score files' common hop between frames in seconds (from the frames' times),
+        None when they disagree or do not tell.
     notes: row -> provenance note (rows without a note absent).
+    trained_on: method row -> what it was trained on (:data:`TRAINED_ON`); a row absent counts as
+        ``"undeclared"``.
+    not_tested: difference row label -> why it carries no test although its seeds would allow one
+        (a side trained or selected with test tracks); such rows are outside Holm's family.
     n_resamples, bootstrap_seed: the bootstrap over test tracks behind the difference rows'
         track variance.
     confidence: the difference rows' interval level; 1 - confidence is the table's alpha.
@@ -175,6 +270,9 @@ class Leaderboard:
     confidence: float = 0.95
     power: float = 0.8
     designs: Mapping[str, SeedDesign] = field(default_factory=dict)
+    frame_hop: float | None = None
+    trained_on: Mapping[str, str] = field(default_factory=dict)
+    not_tested: Mapping[str, str] = field(default_factory=dict)
 
     # -- access -------------------------------------------------------------------------------------
 
@@ -207,6 +305,35 @@ class Leaderboard:
         """All aggregations in one tidy DataFrame (what :meth:`to_csv` writes)."""
         return pd.concat(list(self.results.values()), ignore_index=True)
 
+    # -- provenance ----------------------------------------------------------------------------------
+
+    def provenance(self, row: str) -> str:
+        """What a method row was trained on (:data:`TRAINED_ON`), ``"undeclared"`` when not recorded."""
+        return self.trained_on.get(row, "undeclared")
+
+    def _sides(self, label: str) -> tuple[str, ...]:
+        """The method rows behind a row label: itself, or a difference row's variant and baseline."""
+        for comparison in self.comparisons:
+            if comparison.label == label:
+                return (comparison.variant, comparison.baseline)
+        return (label,)
+
+    def comparable(self, label: str) -> bool | None:
+        """Whether a row's numbers (a difference row's: both sides') compare with the other rows'
+        (:data:`COMPARABLE`, :func:`combined_comparable`)."""
+        return combined_comparable(*(COMPARABLE[self.provenance(side)] for side in self._sides(label)))
+
+    def marks(self, label: str) -> str:
+        """The marks after a row label (:data:`MARKS`), e.g. ``"†"``; a difference row carries
+        those of both its sides, in :data:`MARKS` order; ``""`` for none."""
+        present = {self.provenance(side) for side in self._sides(label)}
+        return "".join(mark for trained_on, (mark, _) in MARKS.items() if trained_on in present)
+
+    def mark_legend(self) -> dict[str, str]:
+        """Mark -> its reason, for the marks some method row of this table carries, in :data:`MARKS` order."""
+        present = {self.provenance(row) for row in self.seeds[PRIMARY_AGGREGATION]}
+        return {mark: reason for trained_on, (mark, reason) in MARKS.items() if trained_on in present}
+
     # -- descriptions --------------------------------------------------------------------------------
 
     def _check_key(self, aggregation: str) -> None:
@@ -230,6 +357,21 @@ class Leaderboard:
         frames = f"{self.frame_duration:g} s frames" if self.frame_duration else "frames"
         over_tracks = OVER_TRACKS[aggregation]
         return f"{self.metric} (dB): median over {frames}, {over_tracks} over tracks; mean ± s.e. over seeds"
+
+    def frames(self) -> str:
+        """How the per-frame scores behind the median over frames were computed: BSS Eval v4, the
+        targets scored jointly, and the window and hop the score files record."""
+        if self.frame_duration:
+            window = f"{self.frame_duration:g} s windows"
+            if self.frame_hop:
+                window += f" every {self.frame_hop:g} s"
+        else:
+            window = "windows of differing lengths (the score files disagree)"
+        targets = ", ".join(self.targets)
+        return (
+            f"BSS Eval v4 (museval's v4 mode: one set of distortion filters per track, the targets {targets} "
+            f"scored jointly, without an accompaniment source) on {window}, as the score files record them"
+        )
 
     def caption(self, aggregation: str = PRIMARY_AGGREGATION) -> str:
         """One line stating the aggregation and the number of test tracks."""
@@ -278,6 +420,16 @@ class Leaderboard:
             "p_wilcoxon_tracks": "secondary: two-sided Wilcoxon signed-rank test over tracks of A's vs B's "
             "per-track values averaged over seeds. It ignores seed variance, so it is never used to mark "
             "significance.",
+            "trained_on": "what a method row was trained and selected on: "
+            + "; ".join(f"{key}: {text}" for key, text in TRAINED_ON.items())
+            + ". None for difference rows.",
+            "comparable": "whether a row's numbers compare with the other rows': false when test tracks were "
+            "seen in training or selection, null when the training data are undeclared; a difference row's "
+            "is false when a side's is false, else null when a side's is null. A difference row with a "
+            "non-comparable side is not tested and is outside Holm's family.",
+            "frames": self.frames() + "; per track, the median over frames skipping NaN frames.",
+            "nsdr": "10 log10((reference energy + eps) / (error energy + eps)) over the whole track, all "
+            f"channels together, eps = {NSDR_EPSILON:g}.",
         }
 
     def long_caption(self, aggregation: str = PRIMARY_AGGREGATION) -> str:
@@ -285,12 +437,13 @@ class Leaderboard:
         parts = [self.caption(aggregation)]
         if aggregation == "nsdr":
             parts.append(
-                "nSDR: the MDX challenge's SDR over the whole track, all channels together "
-                "(10 log10 of reference energy over error energy); n/a: no nSDR in the score files "
+                "nSDR: the MDX challenge's SDR over the whole track, all channels together: "
+                "10 log10((reference energy + eps) / (error energy + eps)), energies summed over every sample "
+                f"of the track, eps = {NSDR_EPSILON:g}; n/a: no nSDR in the score files "
                 "(e.g. imported SiSEC 2018 results)."
             )
         else:
-            parts.append("NaN frames (silent reference) are skipped.")
+            parts.append(f"Frames: {self.frames()}; NaN frames (silent reference) are skipped.")
         if self.fewer_tracks(aggregation):
             parts.append(
                 f"(N tracks): the cell rests on N of the {self.n_tracks} tracks; on the others the target's "
@@ -300,6 +453,19 @@ class Leaderboard:
             "All: per seed, the mean of the targets. s.e.: sample standard deviation over seeds / "
             "sqrt(number of seeds); none for a single run."
         )
+        legend = self.mark_legend()
+        if legend:
+            parts.append(" ".join(f"{mark} {reason}." for mark, reason in legend.items()))
+            flagged = [c.label for c in self.comparisons if self.marks(c.label)]
+            if flagged:
+                parts.append("A difference row carries the marks of its two rows.")
+        if self.not_tested:
+            parts.append(
+                f"A difference row with a {MARKS['test-seen'][0]} side ("
+                + ", ".join(self.not_tested)
+                + ") shows the difference only, without interval, test or MDD, and is outside Holm's family: "
+                "a number that has seen the test tracks overstates its method by an unknown amount."
+            )
         if self.comparisons:
             level = f"{self.confidence:.0%}"
             alpha = f"{self.alpha:g}"
@@ -315,14 +481,15 @@ class Leaderboard:
                     f"p: two-sided t test, Holm-adjusted across the {self.n_tests(aggregation)} tested cells "
                     f"of this table (the interval is not adjusted); n.s.: adjusted p ≥ {alpha}. "
                     if self.n_tests(aggregation)
-                    else "No cell is tested: every comparison has one run per side. "
+                    else "No cell is tested: every comparison has one run per side"
+                    + (f" or a {MARKS['test-seen'][0]} side. " if self.not_tested else ". ")
                 )
                 + "MDD: the smallest true difference the test "
                 f"detects with {self.power:.0%} power at alpha {alpha} (uncorrected), from the observed "
                 "variances; a difference below it cannot be told from seed and track noise."
             )
             designs = [
-                f"{label}: {self.designs[label].reason}"
+                f"{label}: {self.not_tested.get(label) or self.designs[label].reason}"
                 for label in (c.label for c in self.comparisons)
                 if label in self.designs
             ]
@@ -365,6 +532,9 @@ class Leaderboard:
                 differences[label] = {
                     "variant": comparison.variant,
                     "baseline": comparison.baseline,
+                    "comparable": self.comparable(label),
+                    "marks": self.marks(label),
+                    "not_tested": self.not_tested.get(label),
                     "design": None if design is None else design.kind,
                     "seeds": None if design is None else design.reason,
                     **{
@@ -376,6 +546,9 @@ class Leaderboard:
                 per_seed = self.seeds[aggregation][label]
                 rows[label] = {
                     "kind": kind,
+                    "trained_on": self.provenance(label),
+                    "comparable": self.comparable(label),
+                    "marks": self.marks(label),
                     "n_seeds": len(per_seed),
                     **{
                         column: {"mean": part.at[column, "mean"], "se": part.at[column, "se"]}
@@ -386,6 +559,7 @@ class Leaderboard:
         return {
             "title": self.title(aggregation),
             "description": self.describe(aggregation),
+            "caption": self.long_caption(aggregation),
             "rows": rows,
             "differences": differences,
         }
@@ -396,16 +570,20 @@ class Leaderboard:
         The primary (SiSEC 2018) table sits at the top level, the further aggregations under
         ``"aggregations"`` with the same structure::
 
-            {"metric", "unit", "n_tracks", "frame_duration", "targets",
+            {"metric", "unit", "n_tracks", "frame_duration", "frame_hop", "targets",
              "primary": "median", "title", "description", "aggregation" (= description),
+             "caption" (the full caption, every definition),
              "statistics": {name: description, ..., "confidence", "alpha", "power", "n_resamples",
                             "bootstrap_seed", "n_tests": {aggregation: Holm family size}},
-             "notes": {row: note},
-             "rows": {row: {"kind", "n_seeds", column: {"mean", "se"}, "seeds": {seed: {column: v}}}},
-             "differences": {label: {"variant", "baseline", "design", "seeds" (the design in words),
+             "notes": {row: note}, "marks": {mark: reason} (the marks this table uses),
+             "rows": {row: {"kind", "trained_on", "comparable", "marks", "n_seeds",
+                            column: {"mean", "se"}, "seeds": {seed: {column: v}}}},
+             "differences": {label: {"variant", "baseline", "comparable", "marks",
+                 "not_tested" (why there is no test, or null), "design", "seeds" (the design in words),
                  column: {"mean", "se", "se_total", "df", "ci_low", "ci_high", "p_value", "p_holm",
                           "significant", "mdd", "p_wilcoxon_tracks"}}},
-             "aggregations": {"mean": {"title", "description", "rows", "differences"}, "nsdr": {...}}}
+             "aggregations": {"mean": {"title", "description", "caption", "rows", "differences"},
+                              "nsdr": {...}}}
         """
         primary = self._aggregation_dict(PRIMARY_AGGREGATION)
         document = {
@@ -413,11 +591,13 @@ class Leaderboard:
             "unit": "dB",
             "n_tracks": self.n_tracks,
             "frame_duration": self.frame_duration,
+            "frame_hop": self.frame_hop,
             "targets": list(self.targets),
             "primary": PRIMARY_AGGREGATION,
             "title": primary["title"],
             "description": primary["description"],
             "aggregation": self.aggregation,
+            "caption": primary["caption"],
             "statistics": {
                 **self.statistics(),
                 "confidence": self.confidence,
@@ -428,6 +608,7 @@ class Leaderboard:
                 "n_tests": {aggregation: self.n_tests(aggregation) for aggregation in self.aggregations},
             },
             "notes": dict(self.notes),
+            "marks": self.mark_legend(),
             "rows": primary["rows"],
             "differences": primary["differences"],
             "aggregations": {
@@ -449,7 +630,13 @@ class Leaderboard:
         with its per-seed values, intervals and texts would bury them)::
 
             {"metric", "n_tracks", "rows": {row: {column: mean}},
-             "differences": {label: {column: mean}}}
+             "differences": {label: {column: mean}},
+             "trained_on": {row: value}, "comparable": {row or difference label: true or false}}
+
+        ``trained_on`` and ``comparable`` say which headline numbers may be compared (a row trained
+        with test tracks is ``false``); a row whose comparability is unknown (undeclared training
+        data) is absent from ``comparable``, since ``dvc metrics show`` drops null values and the
+        file should read back as written.
         """
         primary = self._aggregation_dict(PRIMARY_AGGREGATION)
         return _clean(
@@ -462,6 +649,13 @@ class Leaderboard:
                         for label, row in primary[part].items()
                     }
                     for part in ("rows", "differences")
+                },
+                "trained_on": {label: row["trained_on"] for label, row in primary["rows"].items()},
+                "comparable": {
+                    label: row["comparable"]
+                    for part in ("rows", "differences")
+                    for label, row in primary[part].items()
+                    if row["comparable"] is not None
                 },
             }
         )

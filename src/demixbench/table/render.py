@@ -6,6 +6,11 @@ read ``4.21 ± 0.13`` (mean ± s.e. over seeds), ``4.21`` for a single run, ``n/
 difference cells ``+0.12 ± 0.05 [+0.02, +0.22] (p=0.013)`` (p Holm-adjusted) with ``n.s.`` when
 the adjusted p is not below the table's alpha. Each difference row is followed by its minimum
 detectable differences (``MDD`` row); the seeds column of a difference row names its design.
+
+A row whose training data make it not comparable, or flagged, carries its mark after the label in
+every format (:data:`~demixbench.table.model.MARKS`: ``†`` test tracks seen, ``*`` extra data,
+``?`` undeclared; a difference row those of both sides): plain after the label in Markdown,
+superscript in LaTeX (``\\textsuperscript{\\dag}``) and HTML (``<sup>``); the caption explains each.
 """
 
 from __future__ import annotations
@@ -161,6 +166,7 @@ _LATEX_SPECIAL = {
     "²": r"\textsuperscript{2}",
     "−": r"$-$",
     "–": "--",
+    "†": r"\dag{}",
     "\n": " ",
 }
 
@@ -175,9 +181,15 @@ def _escape_latex(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str, list[Cell]]]:
-    """(label, kind, seeds text, cells) for one aggregation, in table order; each difference row
-    is followed by its MDD row (kind :data:`MDD_KIND`)."""
+def _latex_marks(marks: str) -> str:
+    """Marks as LaTeX superscript after a row label: ``\\textsuperscript{\\dag}``; "" for none."""
+    return "\\textsuperscript{" + _escape_latex(marks).replace("{}", "") + "}" if marks else ""
+
+
+def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str, str, list[Cell]]]:
+    """(label, marks, kind, seeds text, cells) for one aggregation, in table order; each difference
+    row is followed by its MDD row (kind :data:`MDD_KIND`, no marks). ``marks`` are the row's
+    (:meth:`~demixbench.table.model.Leaderboard.marks`), "" for none."""
     frame = table.results[aggregation]
     comparisons = {comparison.label: comparison for comparison in table.comparisons}
     n_seeds = {label: len(per_seed) for label, per_seed in table.seeds[aggregation].items()}
@@ -190,7 +202,9 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
             comparison = comparisons[label]
             seeds = f"{n_seeds[comparison.variant]} vs {n_seeds[comparison.baseline]}"
             design = table.designs.get(label)
-            if design is not None:
+            if label in table.not_tested:
+                seeds += ", no test"
+            elif design is not None:
                 seeds += f", {_DESIGN_WORDS[design.kind]}"
         else:
             seeds = str(n_seeds[label])
@@ -209,10 +223,10 @@ def _rendered(table: Leaderboard, aggregation: str) -> list[tuple[str, str, str,
                     fewer_tracks=_fewer(part.at[column, "n_tracks"], table.n_tracks),
                 )
             )
-        rows.append((label, kind, seeds, cells))
+        rows.append((label, table.marks(label), kind, seeds, cells))
         if difference:
             mdd = [Cell(mean=_float(part.at[column, "mdd"]), se=math.nan, detectable=True) for column in table.columns]
-            rows.append((f"{label}: MDD", MDD_KIND, f"{table.power:.0%} power", mdd))
+            rows.append((f"{label}: MDD", "", MDD_KIND, f"{table.power:.0%} power", mdd))
     return rows
 
 
@@ -245,8 +259,8 @@ def markdown(table: Leaderboard) -> str:
             "| " + " | ".join(header) + " |",
             "|" + "|".join([":---", "---:"] + ["---:"] * len(table.columns)) + "|",
         ]
-        for label, _, seeds, cells in _rendered(table, aggregation):
-            lines.append("| " + " | ".join([_escape_markdown(label), seeds, *map(_format_cell, cells)]) + " |")
+        for label, marks, _, seeds, cells in _rendered(table, aggregation):
+            lines.append("| " + " | ".join([_escape_markdown(label + marks), seeds, *map(_format_cell, cells)]) + " |")
         lines.append("")
     if table.notes:
         kinds = _kinds(table)
@@ -280,13 +294,14 @@ def latex(table: Leaderboard) -> str:
             "\\midrule",
         ]
         previous_difference = False
-        for index, (label, kind, seeds, cells) in enumerate(rendered):
+        for index, (label, marks, kind, seeds, cells) in enumerate(rendered):
             difference = kind in (DIFFERENCE_KIND, MDD_KIND)
             if difference and not previous_difference and index > 0:
                 lines.append("\\midrule")
             previous_difference = difference
             values = [_format_cell(cell, "latex") for cell in cells]
-            lines.append(" & ".join([_escape_latex(label), _escape_latex(seeds), *values]) + " \\\\")
+            name = _escape_latex(label) + _latex_marks(marks)
+            lines.append(" & ".join([name, _escape_latex(seeds), *values]) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     if table.notes:
         kinds = _kinds(table)
@@ -315,16 +330,15 @@ def html(table: Leaderboard) -> str:
             "<tbody>",
         ]
         first_difference = True
-        for label, kind, seeds, cells in _rendered(table, aggregation):
+        for label, marks, kind, seeds, cells in _rendered(table, aggregation):
             classes = kind
             if kind == DIFFERENCE_KIND and first_difference:
                 classes, first_difference = f"{kind} first-difference", False
             tds = "".join(
                 ('<td class="ns">' if c.not_significant else "<td>") + f"{escape(_format_cell(c))}</td>" for c in cells
             )
-            lines.append(
-                f'<tr class="{escape(classes)}"><th scope="row">{escape(label)}</th><td>{escape(seeds)}</td>{tds}</tr>'
-            )
+            name = escape(label) + (f"<sup>{escape(marks)}</sup>" if marks else "")
+            lines.append(f'<tr class="{escape(classes)}"><th scope="row">{name}</th><td>{escape(seeds)}</td>{tds}</tr>')
         lines += ["</tbody>", "</table>"]
     if table.notes:
         kinds = _kinds(table)

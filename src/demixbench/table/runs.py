@@ -1,5 +1,6 @@
 """Reading runs: one directory of score files (one seed of a method) -> per-track medians over
-frames of one metric, the per-track nSDR where the files carry it, and the frame durations seen.
+frames of one metric, the per-track nSDR where the files carry it, and the frame durations and hops
+seen.
 
 NaN frames (silent reference frames) are skipped by the median over frames, the museval / SiSEC
 2018 convention; the score file format is :mod:`demixbench.score.scorefile`.
@@ -7,6 +8,8 @@ NaN frames (silent reference frames) are skipped by the median over frames, the 
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import math
 import os
@@ -34,11 +37,31 @@ def _nanmedian(values: np.ndarray) -> float:
 @dataclass(frozen=True)
 class Run:
     """One score directory read: per-track medians over frames, per-track nSDR (None when the
-    files do not all carry it) and the frame durations seen."""
+    files do not all carry it), the frame durations seen, and the hops between consecutive frames'
+    start times (of the directory's first file: the hop is a setting of the run's scoring; empty
+    when that file records no two timed frames)."""
 
     medians: pd.DataFrame
     nsdr: pd.DataFrame | None
     frame_durations: frozenset[float]
+    frame_hops: frozenset[float] = frozenset()
+
+
+def _frame_hops(path: Path) -> frozenset[float]:
+    """The hops (s, rounded to the microsecond) between consecutive frames' ``"time"`` in one score
+    file already validated by :func:`~demixbench.score.scorefile.parse_score_file`, every target."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            document = json.load(handle)
+    else:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    hops: set[float] = set()
+    for entry in document["targets"]:
+        times = [frame.get("time") for frame in entry["frames"]]
+        if all(isinstance(time, (int, float)) and not isinstance(time, bool) for time in times):
+            hops.update(round(float(later - earlier), 6) for earlier, later in zip(times, times[1:]))
+    return frozenset(hops)
 
 
 def read_run(scores_dir: Path, targets: tuple[str, ...], metric: str) -> Run:
@@ -83,7 +106,8 @@ def read_run(scores_dir: Path, targets: tuple[str, ...], metric: str) -> Run:
             lacking_nsdr[:3],
         )
     log.debug("%s: %d tracks, targets %s, nsdr %s", scores_dir, len(medians), targets, nsdr_table is not None)
-    return Run(medians=medians, nsdr=nsdr_table, frame_durations=frozenset(durations))
+    hops = _frame_hops(next(iter(files.values())))
+    return Run(medians=medians, nsdr=nsdr_table, frame_durations=frozenset(durations), frame_hops=hops)
 
 
 def seed_labels(seed_dirs: Sequence[Path]) -> list[str]:
