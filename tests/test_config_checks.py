@@ -206,6 +206,67 @@ CASES = [
         _both(_set("data", "synthetic", "names", "musdb18"), _set("data", "synthetic", "n_train", 101)),
         "config key data.synthetic: names='musdb18' has 100 train tracks, got n_train=101",
     ),
+    # methods not trained by the pipeline (config `external`)
+    (
+        "external-command-without-outdir",
+        _set("external", {"x": {"kind": "command", "trained_on": "undeclared", "command": "sep {mixture}"}}),
+        "config key external.x.command: command template 'sep {mixture}': it must name {outdir}",
+    ),
+    (
+        "external-command-unknown-placeholder",
+        _set(
+            "external", {"x": {"kind": "command", "trained_on": "undeclared", "command": "s {mixture} {outdir} {gpu}"}}
+        ),
+        "unknown placeholder(s) {gpu}",
+    ),
+    (
+        "external-estimates-matching-nothing",
+        _set("external", {"x": {"kind": "estimates", "trained_on": "undeclared", "dirs": "/nonexistent/run_*"}}),
+        "config key external.x.dirs: /nonexistent/run_*: matches no folder of estimates",
+    ),
+    (
+        "external-checkpoint-file-missing",
+        _set(
+            "external",
+            {
+                "x": {
+                    "kind": "checkpoint",
+                    "trained_on": "test-seen",
+                    "arch": "demucs_v1",
+                    "file": "/no/demucs.th",
+                    "format": "demucs_v1_release",
+                }
+            },
+        ),  # fmt: skip
+        "config key external.x.file: /no/demucs.th: no such file",
+    ),
+    (
+        "external-checkpoint-unknown-separation-key",
+        _set(
+            "external",
+            {
+                "x": {
+                    "kind": "checkpoint",
+                    "trained_on": "test-seen",
+                    "arch": "demucs_v1",
+                    "file": "/no/demucs.th",
+                    "format": "demucs_v1_release",
+                    "separation": {"shift": 10},
+                }
+            },
+        ),  # fmt: skip
+        "config key external.x.separation: unknown key(s) shift",
+    ),
+    (
+        "external-key-of-another-kind",
+        _set("external", {"x": {"kind": "estimates", "trained_on": "undeclared", "dirs": "d", "command": "c"}}),
+        "external.x",
+    ),
+    (
+        "external-name-taken-by-a-model",
+        _set("external", {"unet": {"kind": "estimates", "trained_on": "undeclared", "dirs": "d"}}),
+        "config key external.unet: the name is taken by a model or oracle",
+    ),
 ]
 
 #: Kept in the fast suite; the others are marked slow (each dry run takes a few seconds).
@@ -213,6 +274,7 @@ FAST = {
     "stft-hop-longer-than-window",
     "waveform-discriminator-for-a-spectrogram-model",
     "scoring-hop-longer-than-window",
+    "external-command-without-outdir",
 }
 
 

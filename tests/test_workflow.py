@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from demixbench import TARGETS
 from demixbench.models import ARCHITECTURES, DISCRIMINATORS
 from demixbench.score.track import BACKENDS
 from demixbench.separate.oracles import ORACLES
@@ -375,9 +376,77 @@ def tiny_config() -> dict:
     return config
 
 
+STAND_IN = """\
+\"\"\"Stands in for an external separator: every target is the mixture, scaled by a constant.\"\"\"
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+mixture, outdir = sys.argv[1], Path(sys.argv[2])
+audio, rate = sf.read(mixture, dtype="float32")
+for target, gain in (("drums", 0.3), ("bass", 0.2), ("other", 0.2), ("vocals", 0.3)):
+    sf.write(outdir / f"{target}.wav", audio * gain, rate, subtype="FLOAT")
+"""
+
+
+def external_methods(config: dict, root: Path) -> dict:
+    """One method of each external kind for the tiny config, made under `root`:
+    `lab` (kind estimates): two folders of 16-bit estimates in museval's layout, with an extra
+    accompaniment.wav that must be left out; `stand_in` (kind command): STAND_IN run on every test
+    track; `released` (kind checkpoint): a Demucs v1 file in its authors' release format,
+    declared as trained with test tracks."""
+    import numpy as np
+    import soundfile as sf
+    from test_release import write_release_file
+
+    from demixbench.data.synthetic import SyntheticSpec
+    from demixbench.data.synthetic.writer import write_dataset
+
+    data = config["data"]
+    synthetic = {key: value for key, value in data["synthetic"].items() if key != "n_validation"}
+    names = write_dataset(SyntheticSpec(**synthetic, sample_rate=data["sample_rate"]), root / "dataset")
+    rng = np.random.default_rng(5)
+    for run in ("run_a", "run_b"):
+        for track in names["test"]:
+            folder = root / "lab" / run / "test" / track
+            folder.mkdir(parents=True)
+            stems = {
+                t: sf.read(root / "dataset/test" / track / f"{t}.wav")[0] for t in ("drums", "bass", "other", "vocals")
+            }
+            for target, stem in stems.items():
+                estimate = 0.9 * stem + rng.normal(0, 0.01, size=stem.shape)
+                sf.write(folder / f"{target}.wav", estimate.clip(-1, 1), data["sample_rate"], subtype="PCM_16")
+            sf.write(folder / "accompaniment.wav", stems["drums"], data["sample_rate"], subtype="PCM_16")
+    (root / "stand_in.py").write_text(STAND_IN)
+    release = write_release_file(root / "demucs.th.gz", channels=8, depth=2, lstm_layers=1)
+    return {
+        "lab": {"kind": "estimates", "trained_on": "extra-data", "dirs": str(root / "lab" / "run_*"), "note": "a lab"},
+        "stand_in": {
+            "kind": "command",
+            "trained_on": "musdb18-train",
+            "command": f"{sys.executable} {root / 'stand_in.py'} {{mixture}} {{outdir}}",
+            "resources": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0},
+        },
+        "released": {
+            "kind": "checkpoint",
+            "trained_on": "test-seen",
+            "arch": "demucs_v1",
+            "file": str(release),
+            "format": "demucs_v1_release",
+            "separation": {"shifts": 1},
+            "note": "release-format file written by the test",
+        },
+    }
+
+
+EXTERNAL_ROWS = {"lab", "stand_in", "released"}
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """Run the whole pipeline once on the tiny config; returns (workdir, config, snakefile).
+    """Run the whole pipeline once on the tiny config, with one external method of each kind
+    (external_methods); returns (workdir, config, snakefile).
 
     The workflow runs from a copy of the repository's workflow files and package sources, so the
     tests can edit that copy's code the way a user edits theirs (jobs still import the installed
@@ -389,6 +458,7 @@ def pipeline(tmp_path_factory):
         shutil.copytree(REPO / name, copy_root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     workdir = tmp_path_factory.mktemp("pipeline")
     config = tiny_config()
+    config["external"] = external_methods(config, tmp_path_factory.mktemp("external"))
     snakefile = copy_root / "Snakefile"
     result = snakemake(workdir, config, "--cores", "2", timeout=1200, snakefile=snakefile)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -399,7 +469,7 @@ def pipeline(tmp_path_factory):
 def test_pipeline_produces_the_table(pipeline):
     workdir, _, _ = pipeline
     table = json.loads((workdir / "results/tiny/tables/sdr.json").read_text())
-    assert set(table["rows"]) == {"unet", "unet_gan", "demucs_v1", "demucs_v1_gan", "MIX", "IRM2"}
+    assert set(table["rows"]) == {"unet", "unet_gan", "demucs_v1", "demucs_v1_gan", "MIX", "IRM2"} | EXTERNAL_ROWS
     assert table["rows"]["unet"]["n_seeds"] == 2 and table["rows"]["MIX"]["n_seeds"] == 1
     assert table["n_tracks"] == 2
     for row in table["rows"].values():
@@ -435,6 +505,59 @@ def test_pipeline_produces_the_table(pipeline):
     assert meta["provenance"]["config_hash"]
     run = json.loads((workdir / "results/tiny/provenance.json").read_text())
     assert run["dataset_fingerprint"]["fingerprint"] == dataset["fingerprint"]
+
+
+@pytest.mark.slow
+def test_methods_not_trained_here_are_scored_and_tabled_with_their_provenance(pipeline):
+    """One external method of each kind (external_methods) goes through the pipeline: its
+    estimates are checked and copied, scored like a trained run's, and its row carries what it
+    was trained on; the row declared as trained with test tracks is marked in every format."""
+    import pandas as pd
+    import soundfile as sf
+
+    workdir, config, _ = pipeline
+    results = workdir / "results/tiny"
+    table = json.loads((results / "tables/sdr.json").read_text())
+    rows = table["rows"]
+    assert (rows["lab"]["n_seeds"], rows["stand_in"]["n_seeds"], rows["released"]["n_seeds"]) == (2, 1, 1)
+    assert {name: rows[name]["kind"] for name in EXTERNAL_ROWS} == {
+        "lab": "estimates",
+        "stand_in": "command",
+        "released": "checkpoint",
+    }
+    assert {name: rows[name]["trained_on"] for name in EXTERNAL_ROWS} == {
+        "lab": "extra-data",
+        "stand_in": "musdb18-train",
+        "released": "test-seen",
+    }
+    assert rows["released"]["comparable"] is False and rows["unet"]["trained_on"] == "musdb18-train"
+    # the lab's estimates (0.9 x the true stems plus noise) score far above the tiny models
+    assert rows["lab"]["All"]["mean"] > rows["unet"]["All"]["mean"] + 5
+    tracks = sorted(path.name for path in (results / "separated/lab/seed1").iterdir())
+    assert len(tracks) == 2 and sorted(path.name for path in (results / "scores/lab").iterdir()) == ["seed1", "seed2"]
+    for name, run in (("lab", "seed2"), ("stand_in", "command"), ("released", "checkpoint")):
+        folder = results / "separated" / name / run / tracks[0]
+        assert sorted(path.name for path in folder.iterdir()) == sorted(f"{t}.wav" for t in TARGETS)  # no accompaniment
+        assert sf.info(folder / "vocals.wav").subtype == "FLOAT"
+    log = (workdir / "logs/tiny/import_estimates/lab/seed1" / f"{tracks[0]}.log").read_text()
+    assert "accompaniment.wav left out" in log
+    meta = json.loads((results / "external/released/model.json").read_text())
+    assert meta["source"]["format"] == "demucs_v1_release" and meta["args"]["normalize"] == "track"
+    assert meta["trained_on"] == "test-seen"
+    # the command's temporary outputs and the exported mixtures are gone once imported
+    assert not (results / "work/run_command").exists() or not any((results / "work/run_command").rglob("*.wav"))
+    assert not list((results / "work").glob("export_mixture/*.wav"))
+    # the mark, in every table format
+    for name in ("sdr", "sar"):
+        tables = results / "tables"
+        markdown = (tables / f"{name}.md").read_text()
+        assert "| released† |" in markdown and r"| lab\* |" in markdown
+        assert r"released\textsuperscript{\dag}" in (tables / f"{name}.tex").read_text()
+        assert "released<sup>†</sup>" in (tables / f"{name}.html").read_text()
+        frame = pd.read_csv(tables / f"{name}.csv")
+        marked = frame[frame["row"] == "released"]
+        assert (marked["trained_on"] == "test-seen").all() and not marked["comparable"].astype(bool).any()
+        assert json.loads((tables / f"{name}.json").read_text())["rows"]["released"]["comparable"] is False
 
 
 @pytest.mark.slow

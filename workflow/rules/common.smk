@@ -14,6 +14,7 @@ from demixbench import TARGETS, constraints
 from demixbench.data.layout import STEMS, DatasetError, Splits, dataset_layout, list_tracks, track_files
 from demixbench.data.synthetic import SyntheticSpec, track_names
 from demixbench.data.verify import read_report
+from demixbench.separate import external
 
 min_version("9.0")
 
@@ -91,6 +92,13 @@ LOGS = f"logs/{EXPERIMENT}"
 
 MODELS = list(config["models"])
 ORACLES = list(config["oracles"])
+#: Methods the pipeline does not train (config `external`), by kind (demixbench.separate.external).
+EXTERNAL = config["external"]
+ESTIMATES = [name for name, entry in EXTERNAL.items() if entry["kind"] == "estimates"]
+COMMANDS = [name for name, entry in EXTERNAL.items() if entry["kind"] == "command"]
+CHECKPOINTS = [name for name, entry in EXTERNAL.items() if entry["kind"] == "checkpoint"]
+#: Every method with a row of its own: trained models, oracles, external methods.
+METHODS = MODELS + ORACLES + list(EXTERNAL)
 SEEDS = [int(seed) for seed in config["seeds"]]
 DATA = config["data"]
 # Generator settings; n_validation only decides the split, not the audio.
@@ -110,6 +118,8 @@ for _name, _entry in config["models"].items():
                 )
 for _name in set(MODELS) & set(ORACLES):
     raise WorkflowError(f"config key models.{_name}: the name is taken by an oracle; rename the model")
+for _name in set(EXTERNAL) & set(MODELS + ORACLES):
+    raise WorkflowError(f"config key external.{_name}: the name is taken by a model or oracle; rename it")
 
 for _name, _entry in config["models"].items():
     _key = f"models.{_name}"
@@ -157,6 +167,29 @@ for _name, _entry in config["models"].items():
             except ValueError as err:
                 _refuse(f"{_key}.{_at}", err)
 _samples("separation.segment_seconds", config["separation"]["segment_seconds"])
+for _name, _entry in EXTERNAL.items():
+    _key = f"external.{_name}"
+    if _entry["kind"] == "command":
+        try:
+            external.check_template(_entry["command"])
+        except ValueError as err:
+            _refuse(f"{_key}.command", err)
+    if _entry["kind"] == "checkpoint":
+        _unknown = sorted(set(_entry.get("separation", {})) - set(config["separation"]))
+        if _unknown:
+            _refuse(
+                f"{_key}.separation",
+                f"unknown key(s) {', '.join(_unknown)}; allowed: {', '.join(config['separation'])}",
+            )
+    # What a method brings in from outside (released weights, a conda environment, folders of
+    # estimates) is needed until it is scored: a reviewer who pulled the scores has none of it.
+    if Path(f"{RESULTS}/scores/{_name}").is_dir():
+        continue
+    if _entry["kind"] == "command" and _entry.get("conda") and not Path(_entry["conda"]).is_file():
+        _refuse(f"{_key}.conda", f"{_entry['conda']}: no such conda environment file")
+    if _entry["kind"] == "checkpoint":
+        if not Path(_entry["file"]).is_file():
+            _refuse(f"{_key}.file", f"{_entry['file']}: no such file (the released weights to convert)")
 _win = _samples("scoring.win_seconds", config["scoring"]["win_seconds"])
 _hop = _samples("scoring.hop_seconds", config["scoring"]["hop_seconds"])
 try:
@@ -283,9 +316,10 @@ if DATA["source"] == "synthetic" or not ACQUIRE or Path(DATASET_REPORT).is_file(
 
 
 for _row in config["table"]["imported"]:
-    if _row["name"] in MODELS + ORACLES:
+    if _row["name"] in METHODS:
         raise WorkflowError(
-            f"config key table.imported: the name {_row['name']!r} is taken by a model or oracle; rename the row"
+            f"config key table.imported: the name {_row['name']!r} is taken by a model, oracle or external method; "
+            "rename the row"
         )
     for _folder in _row["dirs"]:
         if not Path(_folder).is_dir():
@@ -304,11 +338,13 @@ def excerpt_tracks():
 
 wildcard_constraints:
     metric="sdr|isr|sir|sar",
-    model="|".join(MODELS),
+    model="|".join(MODELS + CHECKPOINTS),
     oracle="|".join(ORACLES) or "(?!)",
-    method="|".join(MODELS + ORACLES),
+    external="|".join(ESTIMATES + COMMANDS) or "(?!)",
+    command="|".join(COMMANDS) or "(?!)",
+    method="|".join(METHODS),
     seed=r"\d+",
-    run=r"seed\d+|oracle",
+    run="|".join([r"seed\d+", "oracle", *external.RUNS.values()]),
 
 
 # ---- paths and params shared by the rules -----------------------------------------------------
@@ -364,36 +400,126 @@ def model_params(wildcards):
     return {key: entry[key] for key in ("arch", "args", "train", "gan") if key in entry}
 
 
+def _estimate_dirs():
+    """The folders of each `estimates` method (one per seed), resolved once. Without them (a
+    reviewer who pulled only the scores), the seeds are those scored."""
+    folders = {}
+    for name in ESTIMATES:
+        try:
+            folders[name] = external.estimate_dirs(EXTERNAL[name]["dirs"])
+        except ValueError as err:
+            scored = sorted(Path(f"{RESULTS}/scores/{name}").glob("seed*"))
+            if not scored:
+                _refuse(f"external.{name}.dirs", err)
+            folders[name] = scored
+    return folders
+
+
+ESTIMATE_DIRS = _estimate_dirs()
+
+
 def runs(method):
-    """Run directories of a method: one per seed for models, a single 'oracle' run for oracles."""
-    return ["oracle"] if method in ORACLES else [f"seed{seed}" for seed in SEEDS]
+    """Run directories of a method: one per seed for models and per folder for estimates
+    (seed1, ... in the folders' sorted order), a single 'oracle' run for oracles, and a single
+    run named after the kind for commands and checkpoints."""
+    if method in ORACLES:
+        return ["oracle"]
+    if method in ESTIMATES:
+        return [f"seed{index}" for index in range(1, len(ESTIMATE_DIRS[method]) + 1)]
+    if method in EXTERNAL:
+        return [external.RUNS[EXTERNAL[method]["kind"]]]
+    return [f"seed{seed}" for seed in SEEDS]
 
 
 def all_scores(wildcards=None):
     return [
         f"{RESULTS}/scores/{method}/{run}/{track}.json.gz"
-        for method in MODELS + ORACLES
+        for method in METHODS
         for run in runs(method)
         for track in splits().test
     ]
 
 
+def _kind(method):
+    if method in ORACLES:
+        return "oracle"
+    return EXTERNAL[method]["kind"] if method in EXTERNAL else "model"
+
+
 def table_rows():
-    """Rows of the tables: models (one score directory per seed), oracles, then imported results."""
+    """Rows of the tables: models (one score directory per seed), oracles, external methods, then
+    imported results; each with what it was trained on (docs/leaderboard.md)."""
+    trained_on = {method: "musdb18-train" for method in MODELS} | {method: "oracle" for method in ORACLES}
     own = [
         {
             "name": method,
-            "kind": "oracle" if method in ORACLES else "model",
+            "kind": _kind(method),
             "seed_dirs": [f"{RESULTS}/scores/{method}/{run}" for run in runs(method)],
-            "note": "",
+            "note": EXTERNAL.get(method, {}).get("note", ""),
+            "trained_on": EXTERNAL[method]["trained_on"] if method in EXTERNAL else trained_on[method],
         }
-        for method in MODELS + ORACLES
+        for method in METHODS
     ]
     imported = [
-        {"name": row["name"], "kind": "imported", "seed_dirs": list(row["dirs"]), "note": row.get("note", "")}
+        {
+            "name": row["name"],
+            "kind": "imported",
+            "seed_dirs": list(row["dirs"]),
+            "note": row.get("note", ""),
+            "trained_on": row.get("trained_on", "undeclared"),
+        }
         for row in config["table"]["imported"]
     ]
     return own + imported
+
+
+def estimate_files(wildcards):
+    """The files an `estimates` run brings in for one track: the folder's <target>.wav (inputs,
+    so that replacing one re-scores the track)."""
+    folder = ESTIMATE_DIRS[wildcards.external][int(wildcards.run.removeprefix("seed")) - 1]
+    root = external.estimates_root(folder, "test", splits().test)
+    return [str(root / wildcards.track / f"{target}.wav") for target in TARGETS]
+
+
+def estimates_source(wildcards):
+    """Where the estimates of one external run and track come from: a folder of an `estimates`
+    method, or the output folder of a `command` method's job."""
+    if wildcards.external in COMMANDS:
+        return [directory_of_command(wildcards.external, wildcards.track)]
+    return estimate_files(wildcards)
+
+
+def directory_of_command(name, track):
+    return f"{RESULTS}/work/run_command/{name}/{track}"
+
+
+def checkpoint_weights(wildcards):
+    """The weights one run of a separating method uses: a trained seed's, or a converted checkpoint's."""
+    if wildcards.model in CHECKPOINTS:
+        return {"weights": f"{RESULTS}/external/{wildcards.model}/model.safetensors"}
+    if not wildcards.run.startswith("seed"):
+        raise WorkflowError(f"{wildcards.model}: a trained model has runs seed<N>, not {wildcards.run!r}")
+    folder = f"{RESULTS}/models/{wildcards.model}/{wildcards.run}"
+    return {"weights": f"{folder}/model.safetensors", "meta": f"{folder}/model.json"}
+
+
+def arch_of(model):
+    return (EXTERNAL[model] if model in CHECKPOINTS else config["models"][model])["arch"]
+
+
+def separation_of(model):
+    """The separation settings of a model: the config's `separation`, with a checkpoint's overrides."""
+    return config["separation"] | (EXTERNAL[model].get("separation", {}) if model in CHECKPOINTS else {})
+
+
+def conda_of(name):
+    """A command method's conda environment file (absolute: it is the user's, not the workflow's), or None."""
+    path = EXTERNAL[name].get("conda")
+    return str(Path(path).resolve()) if path else None
+
+
+def command_resources(name):
+    return EXTERNAL[name].get("resources") or config["resources"]["separate"]
 
 
 def imported_scores(wildcards=None):

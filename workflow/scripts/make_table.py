@@ -10,7 +10,13 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 setup_logging(snakemake.log[0])
 
 methods = [
-    MethodRuns(name=row["name"], seed_dirs=tuple(Path(d) for d in row["seed_dirs"]), kind=row["kind"], note=row["note"])
+    MethodRuns(
+        name=row["name"],
+        seed_dirs=tuple(Path(d) for d in row["seed_dirs"]),
+        kind=row["kind"],
+        note=row["note"],
+        trained_on=row["trained_on"],
+    )
     for row in snakemake.params.rows
 ]
 comparisons = [Comparison(**pair) for pair in snakemake.params.comparisons]

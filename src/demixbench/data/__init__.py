@@ -10,4 +10,6 @@
 - ``decode``: decode a track once into the float32 cache, with its mixture check.
 - ``cache``: read and write the decoded cache (``load_decoded``, ``NpyReader``).
 - ``stats``: per-frequency input statistics of the training mixtures.
+- ``audiofile``: any audio file decoded block by block into an on-disk array (``demixbench
+  separate``; not a module of the data stage's rules).
 """
