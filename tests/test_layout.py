@@ -291,6 +291,7 @@ def settings_classes():
     from demixbench.score.track import ScoringConfig
     from demixbench.separate.track import SeparationConfig
     from demixbench.train.config import GANConfig, TrainConfig
+    from demixbench.train.tracking import TrackingConfig
 
     return [
         (("train",), TrainConfig),
@@ -302,10 +303,11 @@ def settings_classes():
         (("data",), AcquireSpec),
         (("data",), VerifySpec),
         (("data",), DecodeOptions),
+        (("tracking",), TrackingConfig),
     ]
 
 
-@pytest.mark.parametrize("index", range(9))
+@pytest.mark.parametrize("index", range(10))
 def test_schema_defaults_equal_the_dataclass_defaults(index):
     """A setting left out of the config gets the same value in the workflow (the schema fills it in)
     as in a direct library call (the dataclass's default)."""

@@ -3,6 +3,7 @@ as an uninterrupted run; early stopping; LR schedules; a stale rolling state is 
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -28,6 +29,7 @@ CONFIG = TrainConfig(
     segment_seconds=0.5,
     valid_segment_seconds=3.0,
     checkpoint_every_steps=1,
+    log_every_steps=1,
 )
 
 DRIVER = """
@@ -40,7 +42,8 @@ from demixbench.train.loop import train
 setup_logging()
 a = json.loads(sys.argv[1])
 train(ModelSpec(**a["spec"]), TrainConfig(**a["config"]), [Path(p) for p in a["train"]], [Path(p) for p in a["valid"]],
-      Path(a["out"]) / "model.safetensors", Path(a["out"]) / "history.csv", work_dir=Path(a["work"]))
+      Path(a["out"]) / "model.safetensors", Path(a["out"]) / "history.csv", work_dir=Path(a["work"]),
+      run_dir=Path(a["out"]))
 """
 
 
@@ -61,6 +64,31 @@ def _start(tmp_path: Path, arguments: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(driver), json.dumps(arguments)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def _logged_steps(run_dir: Path) -> dict[str, list[int]]:
+    """Scalar name -> the steps its DVCLive file holds, in file order."""
+    root = run_dir / "dvclive" / "plots" / "metrics"
+    result = {}
+    for path in root.rglob("*.tsv"):
+        with path.open(newline="") as handle:
+            result[path.relative_to(root).with_suffix("").as_posix()] = [
+                int(row["step"]) for row in csv.DictReader(handle, delimiter="\t")
+            ]
+    return result
+
+
+def _assert_logs_continuous(run_dir: Path) -> None:
+    """After a kill and a resume every step (and every epoch end) is logged exactly once, in order."""
+    steps = _logged_steps(run_dir)
+    total = CONFIG.epochs * CONFIG.steps_per_epoch
+    for name in ("train/loss", "train/lr", "train/grad_norm", "system/cpu_percent"):
+        assert steps[name] == list(range(1, total + 1)), name
+    for name in ("valid/loss", "valid/nsdr/vocals", "valid/best_nsdr"):
+        assert steps[name] == list(range(CONFIG.steps_per_epoch, total + 1, CONFIG.steps_per_epoch)), name
+    assert json.loads((run_dir / "dvclive" / "metrics.json").read_text())["step"] == total
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["state"] == "done" and progress["step"] == total and progress["epoch"] == CONFIG.epochs
 
 
 def _wait_for_step(state: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> int:
@@ -117,6 +145,7 @@ def test_kill_9_then_rerun_gives_the_same_weights(tmp_path, decoded, small_split
     assert rerun.returncode == 0, stderr
     assert "resumed at step" in stderr and int(stderr.split("resumed at step ")[1].split()[0]) >= saved
     _assert_same_weights(load_weights(tmp_path / "out" / "model.safetensors"), uninterrupted)
+    _assert_logs_continuous(tmp_path / "out")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
@@ -130,11 +159,13 @@ def test_sigterm_or_sigusr1_saves_and_exits_then_resumes(tmp_path, decoded, smal
     assert f"{signal.Signals(signum).name} received: state saved at step" in stderr
     step = int(stderr.rsplit("state saved at step ", 1)[1].split()[0])  # the message, not the traceback's source line
     assert torch.load(tmp_path / "work" / "state.pt", weights_only=True)["progress"]["step"] == step
+    assert json.loads((tmp_path / "out" / "progress.json").read_text())["state"] == "failed"
     rerun = _start(tmp_path, arguments)
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert f"resumed at step {step}" in stderr
     _assert_same_weights(load_weights(tmp_path / "out" / "model.safetensors"), uninterrupted)
+    _assert_logs_continuous(tmp_path / "out")
 
 
 def test_fp16_resume_restores_the_loss_scaler(tmp_path, decoded, small_splits):

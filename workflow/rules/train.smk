@@ -22,6 +22,7 @@ rule train_model:
         work_dir=lambda wildcards: f"{RESULTS}/work/train_model/{wildcards.model}/seed{wildcards.seed}",
         stft=config["stft"],
         sample_rate=DATA["sample_rate"],
+        tracking=config["tracking"],  # the tracker's files and progress.json go beside the weights
     threads: config["resources"]["train"]["threads"]
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],

@@ -31,6 +31,8 @@ arguments = {
     "record": {"model_name": snakemake.wildcards.model, "stft": stft},
     "work_dir": snakemake.params.work_dir,
     "provenance": {"dataset_fingerprint": dataset_summary(Path(snakemake.input.dataset))},
+    "run_dir": str(Path(snakemake.output.weights).parent),  # progress.json and the tracker's files
+    "tracking": dict(snakemake.params.tracking),
 }
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
 if gpus > 1:

@@ -8,6 +8,10 @@
 - ``validate``: validation loss and nSDR per target.
 - ``state``: the rolling state that lets a killed run resume.
 - ``history``: ``history.csv`` and its plot.
+- ``telemetry``: what a run reports while it trains (``Telemetry``: step and epoch scalars).
+- ``tracking``: where the scalars go (``Tracker``, ``DVCLiveTracker``, ``NullTracker``, ``TRACKERS``,
+  ``TrackingConfig``) and the system metrics.
+- ``runstatus``: ``progress.json`` (``ProgressWriter``), where a run stands.
 - ``distributed``: torchrun launch and the process group.
 - ``worker``: what every torchrun worker runs (``python -m demixbench.train ARGS.json``).
 """

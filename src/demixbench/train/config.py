@@ -36,6 +36,7 @@ class TrainConfig:
     lr_plateau_patience: int = 5  # epochs without improvement before "plateau" lowers the LR
     early_stopping_patience: int | None = None  # stop after this many epochs without improvement
     checkpoint_every_steps: int = 0  # also save the rolling state every N steps (0: each epoch only)
+    log_every_steps: int = 50  # log the step scalars (losses, LR, gradient norm, ...) every N steps
     loader_workers: int = 0  # threads reading training examples ahead (0: read on demand)
     prefetch_batches: int = 2  # batches read ahead when loader_workers > 0
     threads: int = 1
@@ -44,6 +45,8 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", or mixed precision "bf16" / "fp16" (see demixbench.train.loop)
 
     def __post_init__(self) -> None:
+        if self.log_every_steps < 1:
+            raise ValueError(f"log_every_steps must be at least 1, not {self.log_every_steps}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         samples(self.segment_seconds, self.sample_rate)

@@ -25,6 +25,8 @@ gradients. "fp32" (the default) runs exactly the code path without autocast.
 ``Parts``, demixbench.train.parts), the rolling state is resumed (demixbench.train.state), ``wrap_ddp`` wraps the
 modules for a multi-process run, and every epoch is ``_train_epoch`` (each step:
 ``_discriminator_step``, ``_generator_loss``, ``_optimizer_step``), ``validate`` and ``_end_epoch``.
+While it trains, a ``Telemetry`` (demixbench.train.telemetry) logs scalars to the run's tracker
+and keeps progress.json up to date.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from demixbench.train.history import write_history
 from demixbench.train.parts import Parts, build_parts, wrap_ddp
 from demixbench.train.sampler import BatchLoader, ChunkSampler
 from demixbench.train.state import TrainingInterrupted, _Progress, _StopSignals
+from demixbench.train.telemetry import Telemetry, discriminator_scalars
+from demixbench.train.tracking import TrackingConfig
 from demixbench.train.validate import validate
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ def train(
     record: dict[str, Any] | None = None,
     work_dir: Path | None = None,
     provenance: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> list[dict[str, float]]:
     """Train, validate every epoch, and write the best-on-validation checkpoint and the history.
 
@@ -88,6 +94,10 @@ def train(
             written atomically after every epoch, every `checkpoint_every_steps` steps and on
             SIGTERM/SIGUSR1. A run started with the same settings resumes from it and ends with
             the same weights as an uninterrupted run (on CPU). Removed after success.
+        run_dir: the run's directory, where progress.json and the tracker's files (e.g.
+            dvclive/) are written while it trains; None: neither is written.
+        tracking: which tracker logs the run's scalars (demixbench.train.tracking); None: the
+            defaults of TrackingConfig. A resumed run continues the same logs.
 
     Under torchrun (WORLD_SIZE > 1) every process calls train() with the same arguments; it joins
     the process group (see demixbench.train.distributed.init_process_group) and trains data parallel,
@@ -132,18 +142,35 @@ def train(
         len(valid_dirs),
         f"; resumed at step {progress.step}" if progress.step else "",
     )
+    settings = {"model": asdict(model_spec), "train": asdict(config), "gan": asdict(gan) if gan else None}
+    telemetry = Telemetry(
+        tracking,
+        run_dir,
+        config.log_every_steps,
+        config.batch_size,
+        config.epochs * config.steps_per_epoch,
+        config.epochs,
+        progress,
+        parts.targets,
+        device,
+        {**settings, **(record or {})},
+    )
     loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches)
-    with _StopSignals() as stop, closing(loader):
-        while progress.epoch < config.epochs and not progress.stopped_early:
-            epoch = progress.epoch + 1
-            started = time.perf_counter()
-            _train_epoch(parts, loader, progress, stop, config, gan, epoch)
-            lr = parts.optimizer.param_groups[0]["lr"]  # after the epoch's last step (the same after a resume)
-            validation = validate(parts.model, valid_dirs, config, parts.targets, device)
-            _end_epoch(
-                progress, epoch, config, parts.scheduler, parts.model, lr, validation, time.perf_counter() - started
-            )
-            parts.save(progress, loader)
+    try:
+        with _StopSignals() as stop, closing(loader):
+            while progress.epoch < config.epochs and not progress.stopped_early:
+                epoch = progress.epoch + 1
+                started = time.perf_counter()
+                _train_epoch(parts, loader, progress, stop, config, gan, epoch, telemetry)
+                lr = parts.optimizer.param_groups[0]["lr"]  # after the epoch's last step (the same after a resume)
+                validation = validate(parts.model, valid_dirs, config, parts.targets, device)
+                seconds = time.perf_counter() - started
+                _end_epoch(progress, epoch, config, parts.scheduler, parts.model, lr, validation, seconds)
+                telemetry.epoch(epoch, progress.step, progress.history[-1], parts.targets, seconds)
+                parts.save(progress, loader)
+    except BaseException:  # progress.json says "failed" (a stop signal's rerun resumes all the same)
+        telemetry.finish(progress.step, progress.epoch, failed=True)
+        raise
 
     parts.model.load_state_dict(progress.best_state)
     if rank == 0:
@@ -153,12 +180,7 @@ def train(
             checkpoint,
             arch=model_spec.arch,
             args=model_spec.args,
-            config={
-                "model": asdict(model_spec),
-                "train": asdict(config),
-                "gan": asdict(gan) if gan else None,
-                **(record or {}),
-            },
+            config={**settings, **(record or {})},
             extra={
                 "best_epoch": progress.best_epoch,
                 "best_valid_loss": progress.best_loss,
@@ -170,6 +192,7 @@ def train(
         if parts.state_file is not None:
             parts.state_file.unlink(missing_ok=True)  # a finished run must not be "resumed" by a later, different one
         log.info("best epoch %d (valid loss %.4f) saved to %s", progress.best_epoch, progress.best_loss, checkpoint)
+    telemetry.finish(progress.step, progress.epoch)
     distributed.barrier()  # every rank returns once the files are written
     return progress.history
 
@@ -182,11 +205,12 @@ def _train_epoch(
     config: TrainConfig,
     gan: GANConfig | None,
     epoch: int,
+    telemetry: Telemetry,
 ) -> None:
     """The steps of epoch `epoch` from progress.step on (> the epoch's first after a resume), each
     one generator update (after a discriminator update in a GAN variant past its warm-up), adding
-    the losses to `progress`. Saves the rolling state every `checkpoint_every_steps` steps; after
-    SIGTERM/SIGUSR1 saves it and raises TrainingInterrupted."""
+    the losses to `progress` and the step's scalars to `telemetry`. Saves the rolling state every
+    `checkpoint_every_steps` steps; after SIGTERM/SIGUSR1 saves it and raises TrainingInterrupted."""
     parts.generator.train()
     first = progress.step - progress.epoch * config.steps_per_epoch  # > 0 when resumed mid-epoch
     bar = tqdm(
@@ -203,11 +227,17 @@ def _train_epoch(
         total = loss
         adversarial = parts.discriminator is not None and progress.step >= gan.warmup_steps
         adv_value = d_value = 0.0
+        scalars: dict[str, torch.Tensor | None] = {"train/reconstruction": loss}
         if adversarial:
-            condition, real_features, d_loss = _discriminator_step(parts, gan, mixture, estimate, reference)
-            total, adv = _generator_loss(parts, gan, loss, estimate, condition, real_features)
+            condition, real_features, d_loss, d_scalars = _discriminator_step(parts, gan, mixture, estimate, reference)
+            total, adv, matching = _generator_loss(parts, gan, loss, estimate, condition, real_features)
             adv_value, d_value = adv.item(), d_loss.item()
-        _optimizer_step(parts, config, total)
+            scalars.update(d_scalars)
+            scalars.update(_generator_scalars(gan, loss, adv, matching))
+        log_step = telemetry.log_step(progress.step + 1)
+        scalars["train/loss"] = total
+        scalars["train/grad_norm"] = _optimizer_step(parts, config, total, measure_norm=log_step)
+        telemetry.add(scalars)
         # Losses of the global batch (the mean of the ranks' equal shares), the same on every rank.
         loss_value, adv_value, d_value = distributed.all_reduce_mean([loss.item(), adv_value, d_value])
         if adversarial:
@@ -216,6 +246,7 @@ def _train_epoch(
         progress.sums["train_loss"] += loss_value
         progress.step += 1
         bar.set_postfix(loss=f"{loss_value:.4f}")
+        telemetry.step(progress.step, progress.epoch, parts.optimizer.param_groups[0]["lr"], _loss_scalers(parts))
         received = distributed.all_reduce_max(stop.received or 0)  # every rank stops at the same step
         if received:
             parts.save(progress, loader)
@@ -230,10 +261,11 @@ def _train_epoch(
 
 def _discriminator_step(
     parts: Parts, gan: GANConfig, mixture: torch.Tensor, estimate: torch.Tensor, reference: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
     """One discriminator update: true sources against the generator's estimate, both conditioned
     on the mixture, in the representation the generator's loss compares (`reference`, `estimate`:
-    (batch, targets, channels, ...)). Returns (condition, real features, discriminator loss)."""
+    (batch, targets, channels, ...)). Returns (condition, real features, discriminator loss, its
+    scalars: see demixbench.train.telemetry.discriminator_scalars)."""
     with parts.amp.autocast():
         condition = parts.model.condition(mixture)
         real_logits, real_features = parts.critic(reference, condition)
@@ -247,7 +279,7 @@ def _discriminator_step(
     parts.scaler_d.scale(d_loss).backward()
     parts.scaler_d.step(parts.opt_d)
     parts.scaler_d.update()
-    return condition, real_features, d_loss
+    return condition, real_features, d_loss, discriminator_scalars(real_logits, fake_logits, gan.loss)
 
 
 def _generator_loss(
@@ -257,9 +289,10 @@ def _generator_loss(
     estimate: torch.Tensor,
     condition: torch.Tensor,
     real_features: list[torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The generator's total loss: reconstruction `loss` + adv_weight * adversarial term
-    (+ feature_match_weight * feature matching). Returns (total, adversarial term)."""
+    (+ feature_match_weight * feature matching). Returns (total, adversarial term, feature
+    matching term or None without it), the terms unweighted."""
     with parts.amp.autocast():
         # The estimate again, now attached, through the just-updated discriminator: this term's
         # gradients flow into the generator. (The discriminator's own gradients from it are
@@ -268,26 +301,60 @@ def _generator_loss(
         adv = generator_adversarial_loss(fake_logits, gan.loss)
         # A small adv_weight keeps the reconstruction loss in charge (the GAN variant only refines).
         total = loss + gan.adv_weight * adv
+        matching = None
         if gan.feature_match_weight > 0:
             # Real features from before the discriminator update, detached (as MelGAN does).
-            total = total + gan.feature_match_weight * feature_matching_loss(real_features, fake_features)
-    return total, adv
+            matching = feature_matching_loss(real_features, fake_features)
+            total = total + gan.feature_match_weight * matching
+    return total, adv, matching
 
 
-def _optimizer_step(parts: Parts, config: TrainConfig, total: torch.Tensor) -> None:
+def _generator_scalars(
+    gan: GANConfig, loss: torch.Tensor, adv: torch.Tensor, matching: torch.Tensor | None
+) -> dict[str, torch.Tensor | None]:
+    """The generator's adversarial terms and their weighted share of the reconstruction `loss`."""
+    with torch.no_grad():
+        loss = loss.detach().float()
+        return {
+            "gan/g_adv": adv,
+            "gan/adv_to_reconstruction": gan.adv_weight * adv.detach().float() / loss,
+            "gan/g_feature_matching": matching,
+            "gan/fm_to_reconstruction": (
+                gan.feature_match_weight * matching.detach().float() / loss if matching is not None else None
+            ),
+        }
+
+
+def _loss_scalers(parts: Parts) -> dict[str, torch.amp.GradScaler]:
+    """The loss scalers by the name their scale is logged under (only enabled ones are logged)."""
+    scalers = {"train/loss_scale": parts.scaler}
+    if parts.scaler_d is not None:
+        scalers["gan/d_loss_scale"] = parts.scaler_d
+    return scalers
+
+
+def _optimizer_step(
+    parts: Parts, config: TrainConfig, total: torch.Tensor, measure_norm: bool = False
+) -> torch.Tensor | None:
     """Backward of the generator's total loss, gradient clipping, the Adam step, and the LR step
-    of the per-step schedules (cosine, step)."""
+    of the per-step schedules (cosine, step). Returns the global gradient norm before clipping
+    (a 0-d tensor, not synchronised) when clipping, or when `measure_norm`; else None."""
     parts.optimizer.zero_grad(set_to_none=True)
     # The loss is rescaled (fp16 only; the scale is 1 otherwise) so that small gradients do not
     # underflow in fp16; under DDP this backward also all-reduces the generator's gradients.
     parts.scaler.scale(total).backward()
+    norm = None
     if config.grad_clip is not None:  # gradients are already averaged over the ranks here
         parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), config.grad_clip)
+    elif measure_norm:
+        parts.scaler.unscale_(parts.optimizer)  # what step() would do: the same update
+        norm = torch.nn.utils.get_total_norm([p.grad for p in parts.model.parameters() if p.grad is not None])
     parts.scaler.step(parts.optimizer)  # skipped by the fp16 scaler when a gradient is inf/NaN
     parts.scaler.update()
     if parts.scheduler is not None and config.lr_schedule != "plateau":
         parts.scheduler.step()
+    return norm
 
 
 def _end_epoch(

@@ -79,7 +79,8 @@ def fingerprint(model_spec: ModelSpec, config: TrainConfig, gan: GANConfig | Non
     settings = {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("threads", "device", "checkpoint_every_steps", "loader_workers", "prefetch_batches")
+        if k
+        not in ("threads", "device", "checkpoint_every_steps", "log_every_steps", "loader_workers", "prefetch_batches")
     }
     text = json.dumps(
         {"model": asdict(model_spec), "train": settings, "gan": asdict(gan) if gan else None},

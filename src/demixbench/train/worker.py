@@ -9,7 +9,8 @@ it works as a plain 1-process command too. The file holds JSON-able values only:
      "train_dirs": [...], "valid_dirs": [...],         # decoded track directories
      "checkpoint": ".../model.safetensors", "history_csv": ".../history.csv",
      "input_stats": ".../stats.npz" or null, "stft": {"n_fft": ..., "hop_length": ...} or null,
-     "record": {...} or null, "work_dir": ... or null, "provenance": {...} or null}
+     "record": {...} or null, "work_dir": ... or null, "provenance": {...} or null,
+     "run_dir": ... or null, "tracking": {"tracker": ..., "system_metrics": ...} or null}
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from demixbench.models import ModelSpec
 from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.loop import train
+from demixbench.train.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def train_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
         "record": arguments.get("record"),
         "work_dir": Path(work_dir) if work_dir is not None else None,
         "provenance": arguments.get("provenance"),
+        "run_dir": Path(arguments["run_dir"]) if arguments.get("run_dir") is not None else None,
+        "tracking": TrackingConfig(**arguments["tracking"]) if arguments.get("tracking") else None,
     }
 
 
