@@ -52,6 +52,18 @@ separate
     Refuses output directories that already hold estimates unless ``--overwrite``. See
     :mod:`demixbench.separate.files`.
 
+runs
+    One table of every training run of an experiment, read from its files while the pipeline
+    runs (locally or on Slurm): model, seed, state (waiting, training, done, failed; stalled or
+    unreadable when the files say so), epoch, step, steps per second, ETA, best validation nSDR
+    and the log to read::
+
+        demixbench runs --config config/demo.yaml --watch 30
+
+    ``--experiment NAME`` or ``--results DIR [--logs DIR]`` instead of a config lists the run
+    directories that exist; ``--json`` prints JSON. Exit 1 when a run failed or is unreadable.
+    See :mod:`demixbench.runs`.
+
 check-yaml
     Check that YAML files parse, naming file, line and column of a syntax error (Snakemake's own
     message names neither): ``demixbench check-yaml config.yaml``.
@@ -66,6 +78,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -324,6 +337,75 @@ def _run_separate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def _config_runs(path: Path) -> tuple[str, list[tuple[str, int]]]:
+    """The experiment and the (model, seed) runs a workflow config trains: its ``experiment``, its
+    ``models`` times its ``seeds``. Raises ValueError naming the file and the key."""
+    from demixbench.yamlfile import load_yaml
+
+    config = load_yaml(path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a workflow config (expected a mapping with experiment, models and seeds)")
+    experiment, models, seeds = config.get("experiment"), config.get("models"), config.get("seeds")
+    if not isinstance(experiment, str) or not experiment or "/" in experiment or experiment in (".", ".."):
+        raise ValueError(f"{path}: 'experiment' must name the experiment (results/<experiment>), got {experiment!r}")
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"{path}: 'models' must map model names to their settings, got {models!r}")
+    if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ValueError(f"{path}: 'seeds' must be a list of integers, got {seeds!r}")
+    return experiment, [(str(model), seed) for model in models for seed in seeds]
+
+
+def _run_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Handler of ``demixbench runs``: 0 when no run failed, else 1; with --watch, refreshes
+    until every run is done or failed (Ctrl-C stops it: 130)."""
+    from demixbench.runs import FAILED, UNREADABLE, RunsError, collect_runs, finished, format_runs, runs_to_json
+
+    expected = None
+    if args.results is not None:
+        results, logs = args.results, args.logs
+        if logs is None:
+            if args.results.resolve().parent.name != "results":
+                parser.error(f"--results {args.results}: give --logs DIR too (the job logs, logs/<experiment>)")
+            logs = args.results.resolve().parent.parent / "logs" / args.results.resolve().name
+    elif args.experiment is not None:
+        results, logs = Path("results") / args.experiment, args.logs or Path("logs") / args.experiment
+    else:
+        config = args.config or Path("config.yaml")
+        if not config.is_file():
+            parser.error(
+                f"{config}: no such config; give --config FILE, --experiment NAME or --results DIR "
+                "(run from the repository root, where Snakemake runs)"
+            )
+        try:
+            experiment, expected = _config_runs(config)
+        except ValueError as error:  # YAMLFileError too
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            return 1
+        results, logs = Path("results") / experiment, args.logs or Path("logs") / experiment
+    try:
+        while True:
+            try:
+                statuses = collect_runs(results, logs, expected)
+            except RunsError as error:
+                print(f"{parser.prog}: error: {error}", file=sys.stderr)
+                return 1
+            if args.watch is not None and sys.stdout.isatty():
+                print("\033[H\033[2J", end="")  # clear the terminal before each refresh
+            if args.json:
+                print(runs_to_json(statuses, indent=None if args.watch is not None else 2))
+            else:
+                if args.watch is not None:
+                    print(f"{results}  {time.strftime('%H:%M:%S')}  (every {args.watch:g} s; Ctrl-C to stop)\n")
+                print(format_runs(statuses), end="")
+            sys.stdout.flush()
+            if args.watch is None or finished(statuses):
+                break
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 130
+    return 1 if any(status.state in (FAILED, UNREADABLE) for status in statuses) else 0
+
+
 def _run_check_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench check-yaml``: 0 when every file parses, else 1 with each error."""
     from demixbench.yamlfile import YAMLFileError, load_yaml
@@ -557,6 +639,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace output directories that already hold estimates"
     )
     separate.set_defaults(handler=_run_separate, subparser=separate)
+
+    runs = commands.add_parser(
+        "runs",
+        help="the state of every training run of an experiment: progress, ETA, best nSDR, log",
+        description="One table of every training run (model x seed) of an experiment, read from "
+        "results/<experiment>/models/<model>/seed<N>/ (progress.json, model.json, history.csv) and "
+        "logs/<experiment>/train_model/<model>/seed<N>.log, while the pipeline runs locally or on Slurm: "
+        "state (waiting, training, done, failed; stalled when a run on another host has been silent "
+        "for 10 minutes; unreadable for a malformed progress.json), epoch, step, steps per second, ETA "
+        "(training steps left at the current rate, validation not counted), best validation nSDR, the "
+        "log to read. Exit 1 when a run failed or is unreadable.",
+    )
+    source = runs.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a workflow config: its experiment, and its models x seeds as the runs, those not started "
+        "listed as waiting (default: config.yaml)",
+    )
+    source.add_argument(
+        "--experiment", default=None, metavar="NAME", help="results/NAME and logs/NAME: the runs started so far"
+    )
+    source.add_argument(
+        "--results", type=Path, default=None, metavar="DIR", help="an experiment's results directory: the runs in it"
+    )
+    runs.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the experiment's job logs (default: logs/<experiment> beside results/<experiment>)",
+    )
+    runs.add_argument("--json", action="store_true", help="print JSON (one line per refresh with --watch)")
+    runs.add_argument(
+        "--watch",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS until every run is done or failed (Ctrl-C stops)",
+    )
+    runs.set_defaults(handler=_run_runs, subparser=runs)
 
     check_yaml = commands.add_parser(
         "check-yaml",
