@@ -121,6 +121,17 @@ def test_dvc_repro_runs_the_pipeline_and_metrics_show_prints_the_table(lab):
 
 
 @pytest.mark.slow
+def test_dvc_plots_show_renders_the_training_curves_of_every_run(lab):
+    """dvc.yaml's plots cover the DVCLive logs of every model and seed (GAN terms for the GAN variants)."""
+    shown = run(["dvc", "plots", "show", "--json"], cwd=lab).stdout
+    for model in ("unet", "unet_gan", "demucs_v1", "demucs_v1_gan"):
+        for seed in (1, 2):
+            metrics = f"results/tiny/models/{model}/seed{seed}/dvclive/plots/metrics"
+            assert f"{metrics}/train/loss.tsv" in shown and f"{metrics}/valid/nsdr_mean.tsv" in shown, (model, seed)
+            assert (f"{metrics}/gan/d_loss_real.tsv" in shown) == model.endswith("_gan"), (model, seed)
+
+
+@pytest.mark.slow
 def test_reviewer_rebuilds_the_published_tables_with_make_table(lab):
     reviewer = clone(lab, "reviewer")
     output = make(reviewer, "table", timeout=600)

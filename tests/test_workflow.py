@@ -368,6 +368,7 @@ def tiny_config() -> dict:
             "batch_size": 2,
             "segment_seconds": 1.0,
             "valid_segment_seconds": 4.0,
+            "log_every_steps": 1,
         }
     config["models"]["unet_gan"]["gan"]["warmup_steps"] = 1
     config["models"]["demucs_v1_gan"]["gan"]["warmup_steps"] = 1
@@ -497,6 +498,17 @@ def test_pipeline_produces_the_table(pipeline):
     for target in ("drums", "bass", "other", "vocals"):
         assert table["rows"]["IRM2"][target]["mean"] > table["rows"]["unet"][target]["mean"]
     assert (workdir / "results/tiny/models/unet_gan/seed2/history.png").stat().st_size > 1000
+    # every run's DVCLive logs (GAN scalars for the GAN variants) and its finished progress file
+    for model in ("unet", "unet_gan", "demucs_v1", "demucs_v1_gan"):
+        for seed in (1, 2):
+            run = workdir / f"results/tiny/models/{model}/seed{seed}"
+            metrics = run / "dvclive/plots/metrics"
+            steps = [line.split("\t")[0] for line in (metrics / "train/loss.tsv").read_text().splitlines()[1:]]
+            assert steps == ["1", "2", "3", "4"], (model, seed, steps)
+            assert (metrics / "valid/nsdr_mean.tsv").is_file() and (metrics / "train/grad_norm.tsv").is_file()
+            assert (metrics / "gan/d_loss_real.tsv").is_file() == model.endswith("_gan")
+            progress = json.loads((run / "progress.json").read_text())
+            assert (progress["state"], progress["step"], progress["total_steps"]) == ("done", 4, 4)
     assert not list((workdir / "results/tiny/work").rglob("state.pt"))  # rolling states removed after success
     meta = json.loads((workdir / "results/tiny/models/unet/seed1/model.json").read_text())
     assert meta["config"]["train"]["seed"] == 1 and meta["provenance"]["git"]["commit"]
