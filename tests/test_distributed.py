@@ -225,6 +225,7 @@ def _snakemake(decoded, splits, tmp_path: Path, gpus: int, dataset: Path) -> Sim
             stft={"n_fft": 512, "hop_length": 128},
             sample_rate=44100,
             work_dir=str(tmp_path / "work"),
+            tracking={"tracker": "dvclive", "system_metrics": True},
         ),
         input=SimpleNamespace(
             train=[str(decoded[t] / "mixture.npy") for t in splits.train],
