@@ -79,7 +79,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from demixbench import TARGETS, __version__
@@ -122,14 +122,26 @@ def _parse_note(value: str) -> tuple[str, str]:
     return name, text
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+def _number(convert: Callable[[str], float], accept: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse type: `convert` the value, keep it when `accept`s it, else "expected <expected>, got ..."."""
+
+    def parse(value: str) -> float:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+
+    return parse
+
+
+_positive_int = _number(int, lambda n: n >= 1, "a positive integer")
+_probability = _number(float, lambda x: 0.0 < x < 1.0, "a number in (0, 1)")
+_positive_float = _number(float, lambda x: x > 0, "a positive number")
+_overlap = _number(float, lambda x: 0 <= x < 1, "a number in [0, 1)")
+_non_negative_int = _number(int, lambda n: n >= 0, "an integer >= 0")
 
 
 def _run_table(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -196,16 +208,6 @@ def _parse_dirs(value: str) -> tuple[Path, ...]:
     return tuple(Path(part) for part in parts)
 
 
-def _probability(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}") from None
-    if not 0.0 < number < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}")
-    return number
-
-
 def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Handler of ``demixbench plan``."""
     # Imported here for the same reason as in _run_table.
@@ -237,16 +239,6 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         atomic_write_text(args.json, json.dumps(document, indent=2, allow_nan=False) + "\n")
     print(plan.to_markdown(args.max_seeds, args.difference), end="")
     return 0
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
 
 
 def _run_score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -287,26 +279,6 @@ def _run_score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
     print(summary.line())
     return 1 if summary.failed else 0
-
-
-def _overlap(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}") from None
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
 
 
 def _run_separate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
