@@ -490,6 +490,8 @@ def estimates_source(wildcards):
 
 
 def directory_of_command(name, track):
+    """The output folder of one `command` job (rule run_command); called with "{command}" and
+    "{track}" it is that rule's output pattern, so the path is spelled once."""
     return f"{RESULTS}/work/run_command/{name}/{track}"
 
 

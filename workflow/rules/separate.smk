@@ -24,6 +24,8 @@ rule separate_track:
         arch=lambda wildcards: arch_of(wildcards.model),
         separation=lambda wildcards: separation_of(wildcards.model),
         sample_rate=DATA["sample_rate"],
+        # what the job cost (demixbench.costs), beside its benchmark file; record_provenance sums them
+        costs=f"{RESULTS}/benchmarks/separate_track/{{model}}/{{run}}/{{track}}.costs.json",
     threads: config["resources"]["separate"]["threads"]
     resources:
         mem_mb=config["resources"]["separate"]["mem_mb"],
@@ -110,7 +112,7 @@ rule run_command:
         mixture=rules.export_mixture.output[0],
     output:
         # removed once imported: import_estimates keeps the checked copy
-        temp(directory(f"{RESULTS}/work/run_command/{{command}}/{{track}}")),
+        temp(directory(directory_of_command("{command}", "{track}"))),
     params:
         command=lambda wildcards, input, output, threads: external.format_command(
             EXTERNAL[wildcards.command]["command"],
