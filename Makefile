@@ -103,7 +103,7 @@ table: venv check-config
 # Lab flow: a clone with the lab's checkpoints separates and scores the test set again (after a
 # change of the separation or scoring settings, or on another machine) without training: the
 # pulled models, decoded arrays and input statistics are used as they are.
-EVALUATE_RULES := separate_track separate_oracle score_track make_table tables plot_scores \
+EVALUATE_RULES := separate_track separate_oracle score_run make_table tables plot_scores \
 	plot_learning_curves make_listening_page record_provenance all
 evaluate: venv ffmpeg check-config
 	@results=$(call results_of,$(CONFIG)); \

@@ -5,7 +5,9 @@ alone (DVCLive's files and the system metrics). The issue's budget is 2 % of a t
 
 Usage: .venv/bin/python bench/tracking_overhead.py [--steps 40] [--repeats 3] [--log-every 5]
 Prints the median training time per step with each tracker, their ratio, and the per-step cost of
-the tracker's log steps alone as a fraction of a step.
+the tracker's log steps alone as a fraction of a step. Then the cost of one audio snapshot (the
+demo's: 1 excerpt of 3 s, 4 targets; not in the step loop: once every `snapshot_every_epochs`
+epochs), alone and per training step at the demo's K = 3 epochs of 25 steps.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from demixbench.data.decode import decode_track
 from demixbench.data.layout import list_tracks
 from demixbench.data.synthetic.spec import SyntheticSpec, track_names
 from demixbench.data.synthetic.writer import write_dataset
-from demixbench.models import ModelSpec
+from demixbench.models import ModelSpec, build_model
 from demixbench.train.config import TrainConfig
 from demixbench.train.loop import train
+from demixbench.train.snapshots import Snapshots
 from demixbench.train.tracking import SystemMetrics, TrackingConfig, make_tracker
 
 #: The demo's U-Net (config/demo.yaml, models.unet).
@@ -76,6 +79,24 @@ def log_step_cost(root: Path, n: int = 200) -> float:
     return elapsed
 
 
+def snapshot_cost(root: Path, valid_dirs: list[Path], repeats: int = 3) -> float:
+    """Seconds of one demo-size snapshot (3 s of one track, 4 targets, DVCLive), the median."""
+    tracking = TrackingConfig(
+        snapshot_every_epochs=3, snapshot_tracks=1, snapshot_offset_seconds=2.0, snapshot_seconds=3.0
+    )
+    model = build_model(UNET.arch, UNET.args)
+    snapshots = Snapshots(tracking, valid_dirs, model.targets, 44100, 3 * 44100, torch.device("cpu"))
+    tracker = make_tracker("dvclive", root / "snapshots", 0)
+    snapshots.log_references(tracker)  # once per run; warms matplotlib up
+    times = []
+    for epoch in range(1, repeats + 1):
+        started = time.perf_counter()
+        snapshots.log(tracker, model, epoch, epoch * 100)
+        times.append(time.perf_counter() - started)
+    tracker.close()
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
@@ -108,6 +129,7 @@ def main() -> None:
                 times[tracker].append(seconds_per_step(root, dirs, splits, config, tracker, f"{tracker}{repeat}"))
         none, dvclive = (statistics.median(times[t]) for t in ("none", "dvclive"))
         alone = log_step_cost(root)
+        snapshot = snapshot_cost(root, [dirs[t] for t in splits.valid])
     print(f"demo U-Net, batch 8 x 2 s, {args.steps} steps, log every {args.log_every}, {args.repeats} repeats")
     for tracker in ("none", "dvclive"):
         runs = [round(t * 1e3, 1) for t in times[tracker]]
@@ -116,6 +138,11 @@ def main() -> None:
     print(
         f"DVCLive log step alone: {alone * 1e3:.2f} ms, i.e. {alone / args.log_every * 1e3:.3f} ms per step "
         f"= {100 * alone / args.log_every / none:.2f} % of a step"
+    )
+    per_step = snapshot / (3 * 25)  # the demo: every 3 epochs of 25 steps (config/demo.yaml)
+    print(
+        f"audio snapshot (1 excerpt x 3 s, 4 targets): {snapshot * 1e3:.0f} ms, every 3 epochs of 25 steps "
+        f"= {per_step * 1e3:.2f} ms per step = {100 * per_step / none:.2f} % of a step"
     )
 
 

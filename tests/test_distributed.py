@@ -263,16 +263,22 @@ def test_workflow_adapter_trains_in_process_on_one_gpu_and_launches_torchrun_on_
     assert meta["config"]["model_name"] == "tiny" and meta["config"]["train"]["seed"] == 1
     report = json.loads((tmp_path / "one" / "report.json").read_text())
     assert meta["provenance"]["dataset_fingerprint"]["fingerprint"] == report["fingerprint"]
+    assert meta["costs"]["jobs"] == 1 and meta["costs"]["gpu_hours"] == pytest.approx(meta["costs"]["wall_hours"])
     calls = []
-    monkeypatch.setattr(distributed, "launch", lambda args_file, nproc, log: calls.append((args_file, nproc, log)))
+
+    def launch(args_file, nproc, log):  # what the workers would run: the same training as the in-process one
+        calls.append((args_file, nproc, log))
+        train(**train_arguments(json.loads(args_file.read_text())))
+
+    monkeypatch.setattr(distributed, "launch", launch)
     runpy.run_path(
         str(script),
         init_globals={"snakemake": _snakemake(decoded, small_splits, tmp_path / "two", gpus=2, dataset=small_dataset)},
     )
     log = tmp_path / "two" / "logs" / "train.log"
     assert calls == [(log.with_suffix(".args.json"), 2, log)]
-    # What the workers would run: the same training as the in-process one.
-    train(**train_arguments(json.loads(calls[0][0].read_text())))
+    costs = json.loads((tmp_path / "two" / "model.json").read_text())["costs"]  # the launch, 2 GPUs
+    assert costs["gpu_hours"] == pytest.approx(2 * costs["wall_hours"]) and costs["wall_hours"] > 0
     assert all(
         torch.equal(a, b)
         for a, b in zip(_weights(tmp_path / "one").values(), _weights(tmp_path / "two").values(), strict=True)

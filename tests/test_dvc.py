@@ -39,7 +39,7 @@ GIT_IDENTITY = {
 }
 #: What DVC and the stages' `snakemake` need: the venv's commands first, no telemetry.
 ENV = {**os.environ, **GIT_IDENTITY, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-EXPENSIVE = ("train_model", "separate_track", "separate_oracle", "score_track", "decode_track", "prepare_dataset")
+EXPENSIVE = ("train_model", "separate_track", "separate_oracle", "score_run", "decode_track", "prepare_dataset")
 
 
 def run(command: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -181,7 +181,8 @@ def test_lab_clone_evaluates_the_pulled_checkpoints_without_training(lab):
     models = yaml.safe_load((lab / "config.yaml").read_text())["models"]
     separated = [path for path in (lab / "results/tiny/separated").glob("*/*/*") if path.is_dir()]
     assert planned["separate_track"] == sum(path.parts[-3] in models for path in separated), planned
-    assert planned["score_track"] == len(list((lab / "results/tiny/scores").rglob("*.json.gz"))), planned
+    scored_runs = {path.parent for path in (lab / "results/tiny/scores").rglob("*.json.gz")}
+    assert planned["score_run"] == len(scored_runs), planned  # one scoring job per run
     assert "rule train_model:" not in output
     for name in sorted(path.name for path in (lab / "results/tiny/tables").iterdir()):
         assert (second / "results/tiny/tables" / name).read_bytes() == (
@@ -201,7 +202,7 @@ def test_metrics_diff_shows_the_sdr_change_between_two_commits(lab):
     config["seeds"] = [1]
     (lab / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     repro = run(["dvc", "repro"], cwd=lab, timeout=900)
-    assert "rule train_model:" not in repro.stdout and "rule score_track:" not in repro.stdout, repro.stdout[-3000:]
+    assert "rule train_model:" not in repro.stdout and "rule score_run:" not in repro.stdout, repro.stdout[-3000:]
     run(["git", "commit", "--quiet", "-am", "one seed"], cwd=lab)
     after = json.loads((lab / "results/tiny/tables/sdr.metrics.json").read_text())
     assert after["rows"]["unet"]["All"] != before["rows"]["unet"]["All"]

@@ -24,17 +24,19 @@ PACKAGE = SRC / "demixbench"
 ORDER = ("core", "data", "models", "separate", "score", "train", "table", "report")
 
 #: Modules reached from an adapter that do not decide the rule's outputs, so they are not declared
-#: in its code(): logging, atomic file placement, device choice, run metadata. Training also uses
+#: in its code(): logging, atomic file placement, device choice, run metadata, what a job cost. Training also uses
 #: separation and scoring for its validation metrics (the best epoch is chosen on the validation
 #: loss), so editing the scorer does not retrain the models. constraints.py only refuses settings
 #: (the config check and the classes share it): it changes no output of a run it lets through.
-NOT_DECIDING = {"logs.py", "fileio.py", "devices.py", "provenance.py", "constraints.py"}
+NOT_DECIDING = {"logs.py", "fileio.py", "devices.py", "provenance.py", "constraints.py", "costs.py"}
 NOT_DECIDING_PER_RULE = {
     # the dataset report (an input) already identifies the data; verify only copies its summary
     # into the checkpoint's provenance
     "train_model": {"separate/apply.py", "score/track.py", "data/verify.py"},
     "record_provenance": set(),  # the run's provenance is its output: provenance.py decides it
 }
+#: Modules of NOT_DECIDING that do decide one rule's output: the run's provenance and costs.
+DECIDING_PER_RULE = {"record_provenance": {"provenance.py", "costs.py"}}
 
 
 # ---- reading the package and the workflow ---------------------------------------------------
@@ -176,9 +178,7 @@ def test_the_layering_guard_catches_a_back_import(tmp_path):
 def undeclared(rule: str, entry: dict) -> tuple[set[str], set[str]]:
     """(modules the rule's adapter reaches that its code() does not declare, file entries of its
     code() that the adapter does not reach)."""
-    skip = (
-        NOT_DECIDING - {"provenance.py"} if rule == "record_provenance" else NOT_DECIDING
-    ) | NOT_DECIDING_PER_RULE.get(rule, set())
+    skip = (NOT_DECIDING - DECIDING_PER_RULE.get(rule, set())) | NOT_DECIDING_PER_RULE.get(rule, set())
     uses = {
         name
         for name in reached(entry["script"], skip)

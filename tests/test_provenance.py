@@ -23,10 +23,10 @@ def test_config_hash_ignores_key_order_but_not_values():
 def test_stage_wall_times_sum_per_rule(tmp_path):
     _bench(tmp_path / "train_model/unet/seed1.tsv", 10.5, 100.0)
     _bench(tmp_path / "train_model/unet/seed2.tsv", 4.5, 300.0)
-    _bench(tmp_path / "score_track/unet/seed1/Track 'A'.tsv", 2.0, "NA")
+    _bench(tmp_path / "score_run/unet/seed1/Track 'A'.tsv", 2.0, "NA")  # a per-track job's path
     stages = stage_wall_times(tmp_path)
     assert stages["train_model"] == {"jobs": 2, "wall_s": 15.0, "max_job_wall_s": 10.5, "max_rss_mb": 300.0}
-    assert stages["score_track"]["jobs"] == 1 and stages["score_track"]["wall_s"] == 2.0
+    assert stages["score_run"]["jobs"] == 1 and stages["score_run"]["wall_s"] == 2.0
 
 
 def test_write_run_provenance(tmp_path):

@@ -39,12 +39,16 @@ from demixbench.logs import setup_logging
 from demixbench.models import ModelSpec
 from demixbench.train.config import TrainConfig
 from demixbench.train.loop import train
+from demixbench.train.tracking import TrackingConfig
 setup_logging()
 a = json.loads(sys.argv[1])
 train(ModelSpec(**a["spec"]), TrainConfig(**a["config"]), [Path(p) for p in a["train"]], [Path(p) for p in a["valid"]],
       Path(a["out"]) / "model.safetensors", Path(a["out"]) / "history.csv", work_dir=Path(a["work"]),
-      run_dir=Path(a["out"]))
+      run_dir=Path(a["out"]), tracking=TrackingConfig(**a["tracking"]))
 """
+
+#: Audio snapshots every epoch (the uninterrupted run takes none: they must not change the weights).
+TRACKING = {"snapshot_every_epochs": 1, "snapshot_tracks": 1, "snapshot_seconds": 0.5}
 
 
 def _arguments(decoded, splits, out: Path, work: Path, config: TrainConfig = CONFIG) -> dict:
@@ -55,6 +59,7 @@ def _arguments(decoded, splits, out: Path, work: Path, config: TrainConfig = CON
         "work": str(work),
         "train": [str(decoded[t]) for t in splits.train],
         "valid": [str(decoded[t]) for t in splits.valid],
+        "tracking": TRACKING,
     }
 
 
@@ -87,6 +92,14 @@ def _assert_logs_continuous(run_dir: Path) -> None:
     for name in ("valid/loss", "valid/nsdr/vocals", "valid/best_nsdr"):
         assert steps[name] == list(range(CONFIG.steps_per_epoch, total + 1, CONFIG.steps_per_epoch)), name
     assert json.loads((run_dir / "dvclive" / "metrics.json").read_text())["step"] == total
+    # one audio snapshot (and spectrogram) per epoch end, the references once, at step 0
+    epoch_ends = [str(step) for step in range(CONFIG.steps_per_epoch, total + 1, CONFIG.steps_per_epoch)]
+    for folder, suffix in ((run_dir / "dvclive" / "audio", ".wav"), (run_dir / "dvclive" / "plots" / "images", ".png")):
+        (track,) = [path.name for path in (folder / "snapshots").iterdir()]
+        estimates = folder / "snapshots" / track / "estimate" / "vocals"
+        assert sorted((p.stem for p in estimates.iterdir()), key=int) == epoch_ends, folder
+        assert all(p.suffix == suffix for p in estimates.iterdir())
+        assert [p.name for p in (folder / "snapshots" / track / "reference" / "mixture").iterdir()] == [f"0{suffix}"]
     progress = json.loads((run_dir / "progress.json").read_text())
     assert progress["state"] == "done" and progress["step"] == total and progress["epoch"] == CONFIG.epochs
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import math
 import os
 import re
 import shutil
@@ -243,12 +242,9 @@ def test_every_job_of_the_pipeline_ran_as_a_slurm_job(runs):
     ran_in_slurm = collections.Counter(rule for job in jobs for rule in jobs_run_by(workdir, job))
     assert ran_here + ran_in_slurm == collections.Counter(expected), (ran_here, ran_in_slurm, expected)
 
-    # One Slurm job per job; score_track's jobs are group jobs (group "score": comment
-    # rule_score_score_track), bundled by the profile's group-components if it has any.
-    bundle = yaml.safe_load((PROFILE / "config.yaml").read_text()).get("group-components", {}).get("score", 1)
+    # One Slurm job per job (scoring too: one job per run, no group to bundle).
     per_slurm_job = collections.Counter(rule_of(job) for job in jobs)
-    assert per_slurm_job.pop("score_score_track") == math.ceil(expected["score_track"] / bundle), per_slurm_job
-    assert per_slurm_job == ran_in_slurm - collections.Counter(score_track=expected["score_track"])
+    assert per_slurm_job == ran_in_slurm, per_slurm_job
 
     assert {job["Account"] for job in jobs} == {"demixbench"}, jobs  # SBATCH_ACCOUNT, via the profile
     for job in jobs:

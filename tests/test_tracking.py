@@ -54,12 +54,19 @@ def logged(directory: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_registry_and_config():
-    assert set(TRACKERS) == {"dvclive", "none"}
+    assert set(TRACKERS) == {"dvclive", "tensorboard", "wandb", "mlflow", "none"}
     assert isinstance(make_tracker("none", Path("anywhere"), 0), NullTracker)
-    with pytest.raises(ValueError, match="unknown tracker 'wandb'; allowed: dvclive, none"):
-        TrackingConfig(tracker="wandb")
+    assert isinstance(make_tracker(["none"], Path("anywhere"), 0), NullTracker)
+    with pytest.raises(ValueError, match="unknown tracker 'comet'; allowed: dvclive, tensorboard, wandb, mlflow, none"):
+        TrackingConfig(tracker="comet")
     with pytest.raises(ValueError, match="unknown tracker"):
-        make_tracker("tensorboard", Path("x"), 0)
+        make_tracker("comet", Path("x"), 0)
+    assert TrackingConfig(tracker=["dvclive", "tensorboard"]).trackers == ("dvclive", "tensorboard")
+    assert TrackingConfig(tracker="none").trackers == ()
+    with pytest.raises(ValueError, match="a list of different trackers"):
+        TrackingConfig(tracker=["dvclive", "dvclive"])
+    with pytest.raises(ValueError, match="snapshot_every_epochs must be >= 0"):
+        TrackingConfig(snapshot_every_epochs=-1)
 
 
 def test_importing_the_training_does_not_import_dvclive():
@@ -238,3 +245,69 @@ def test_fp16_logs_the_loss_scales(tmp_path, decoded, small_splits):
     assert [s for s, _ in rows["train/loss_scale"]] == [2, 4] and rows["train/loss_scale"][0][1] > 1
     assert [s for s, _ in rows["gan/d_loss_scale"]] == [2, 4]
     assert not any(name.startswith("system/") for name in rows)
+
+
+# ---- audio snapshots ----------------------------------------------------------------------------------
+
+
+def test_snapshots_every_k_epochs_write_audio_and_spectrograms_and_leave_the_weights_alone(
+    tmp_path, decoded, small_splits
+):
+    import soundfile as sf
+    from PIL import Image
+
+    from demixbench.models.checkpoint import load_weights
+
+    config = replace(CONFIG, epochs=3, grad_clip=None)
+    tracking = TrackingConfig(snapshot_every_epochs=2, snapshot_tracks=5, snapshot_seconds=1.0)
+    out = _train(tmp_path, decoded, small_splits, config, tracking=tracking, name="snapshots")
+    plain = _train(tmp_path, decoded, small_splits, config, tracking=TrackingConfig("none"), name="plain")
+    a, b = load_weights(out / "model.safetensors"), load_weights(plain / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # eval mode, no random numbers drawn
+    (track,) = small_splits.valid  # 5 tracks asked for, 1 there
+    audio = out / "dvclive" / "audio" / "snapshots" / track
+    images = out / "dvclive" / "plots" / "images" / "snapshots" / track
+    for target in ("drums", "bass", "other", "vocals"):
+        assert sorted(p.name for p in (audio / "estimate" / target).iterdir()) == ["8.wav"]  # epoch 2 of 3
+        assert sorted(p.name for p in (images / "estimate" / target).iterdir()) == ["8.png"]
+        assert [p.name for p in (audio / "reference" / target).iterdir()] == ["0.wav"]
+        samples, rate = sf.read(audio / "estimate" / target / "8.wav")
+        assert (
+            rate == 44100
+            and samples.shape == (44100, 2)
+            and sf.info(audio / "estimate" / target / "8.wav").subtype == "PCM_16"
+        )
+    reference, _ = sf.read(audio / "reference" / "mixture" / "0.wav", dtype="float32")
+    mixture = np.load(decoded[track] / "mixture.npy")
+    start = max(0, min(30 * 44100, mixture.shape[-1] - 44100))  # the default offset, moved to fit
+    np.testing.assert_allclose(reference.T, mixture[:, start : start + 44100], atol=1 / 32767)
+    with Image.open(images / "estimate" / "vocals" / "8.png") as image:
+        assert image.mode == "RGB" and image.size[0] > 200
+    assert [s for s, _ in logged(out / "dvclive")["valid/snapshot_seconds"]] == [8]
+
+
+def test_resume_drops_snapshots_logged_after_the_saved_state(tmp_path):
+    tracker = DVCLiveTracker(tmp_path / "dvclive", 0)
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    for step in (0, 4, 8):
+        tracker.log_audio("snapshots/t/estimate/vocals", step, np.zeros((2, 100), np.float32), 44100)
+        tracker.log_image("snapshots/t/estimate/vocals", step, image)
+    DVCLiveTracker(tmp_path / "dvclive", 4)
+    assert sorted(p.name for p in (tmp_path / "dvclive/audio/snapshots/t/estimate/vocals").iterdir()) == [
+        "0.wav",
+        "4.wav",
+    ]
+    images = tmp_path / "dvclive/plots/images/snapshots/t/estimate/vocals"
+    assert sorted(p.name for p in images.iterdir()) == ["0.png", "4.png"]
+    DVCLiveTracker(tmp_path / "dvclive", 0)  # a fresh run
+    assert not (tmp_path / "dvclive" / "audio").exists() and not images.exists()
+
+
+def test_a_spectrogram_image_has_a_fixed_scale():
+    from demixbench.train.snapshots import spectrogram_image
+
+    t = np.arange(44100) / 44100
+    loud = np.stack([np.sin(2 * np.pi * 1000 * t)] * 2).astype(np.float32)
+    a, b = spectrogram_image(loud, 44100, "x"), spectrogram_image(loud * 0.01, 44100, "x")
+    assert a.shape == b.shape and a.dtype == np.uint8 and a.shape[-1] == 3
+    assert not np.array_equal(a, b)  # quieter is darker: the colour scale does not follow the signal

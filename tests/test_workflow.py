@@ -95,7 +95,8 @@ def test_dry_run_of_the_demo_config(tmp_path):
     result = snakemake(tmp_path, load_demo(), "-n")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    # 12 + 4 tracks; 4 models x 2 seeds; 4 test tracks per run; 2 oracles; SDR and SAR tables
+    # 12 + 4 tracks; 4 models x 2 seeds; 4 test tracks per run; 2 oracles; one scoring job per run
+    # (8 + 2); SDR and SAR tables
     assert counts == {
         "prepare_dataset": 1,
         "decode_track": 16,
@@ -103,7 +104,7 @@ def test_dry_run_of_the_demo_config(tmp_path):
         "train_model": 8,
         "separate_track": 32,
         "separate_oracle": 8,
-        "score_track": 40,
+        "score_run": 10,
         "make_table": 2,
         "plot_scores": 2,
         "plot_learning_curves": 1,
@@ -122,7 +123,7 @@ def test_dry_run_of_the_paper_preset_on_a_local_musdb18hq_layout(tmp_path, small
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["train_model"] == 20 and "prepare_dataset" not in counts
-    assert counts["score_track"] == (4 * 5 + 6) * 2  # 4 models x 5 seeds and 6 oracles, 2 test tracks
+    assert counts["score_run"] == 4 * 5 + 6  # one per run: 4 models x 5 seeds and 6 oracles (2 test tracks each)
     train_jobs = [block for block in result.stdout.split("\n\n") if "rule train_model:" in block]
     assert len(train_jobs) == 20
     for block in train_jobs:  # the paper preset asks for a GPU, 32 GB and 48 h per training job
@@ -520,6 +521,48 @@ def test_pipeline_produces_the_table(pipeline):
 
 
 @pytest.mark.slow
+def test_the_report_opens_on_a_front_page_with_what_was_run_and_what_it_cost(pipeline):
+    """Every row's cost (training, separation, scoring of all its seeds) is in provenance.json; the
+    training's in model.json, each separation job's beside its benchmark file; `snakemake --report`
+    puts the front page in the category listed first and links it from the landing page."""
+    import base64
+
+    workdir, config, snakefile = pipeline
+    results = workdir / "results/tiny"
+    costs = json.loads((results / "provenance.json").read_text())["costs"]
+    trained = {"unet", "unet_gan", "demucs_v1", "demucs_v1_gan"}
+    assert set(costs["rows"]) == trained | {"MIX", "IRM2"} | EXTERNAL_ROWS and costs["left_out"] == []
+    for model in trained:
+        row = costs["rows"][model]
+        assert (row["training"]["jobs"], row["separation"]["jobs"]) == (2, 4), (model, row)  # 2 seeds, 2 tracks
+        assert row["scoring"]["jobs"] >= 2 and row["total"]["wall_hours"] > row["training"]["wall_hours"] > 0
+        assert row["total"]["gpu_hours"] == 0 and row["total"]["energy"]["gpu"]["unused_jobs"] == row["total"]["jobs"]
+        assert row["training"]["hardware"] and row["separation"]["hardware"]  # metered: cost records
+    assert "training" not in costs["rows"]["MIX"] and costs["rows"]["MIX"]["separation"]["jobs"] == 2
+    assert costs["total"]["jobs"] == sum(stage["jobs"] for stage in costs["stages"].values())
+    assert costs["stages"]["data"]["jobs"] == 5  # decode_track: 3 + 2 tracks
+    meta = json.loads((results / "models/unet/seed1/model.json").read_text())
+    assert meta["costs"]["jobs"] == 1 and meta["costs"]["cpu_hours"] > 0 and meta["costs"]["energy_text"]
+    benchmarks = sorted((results / "benchmarks/separate_track").rglob("*.tsv"))
+    assert len(benchmarks) == 4 * 2 * 2 + 2  # and the converted checkpoint's 2 tracks
+    assert all(path.with_suffix(".costs.json").is_file() for path in benchmarks)
+    front = (results / "report/front_page.html").read_text()
+    dataset = json.loads((results / "datasets/report.json").read_text())
+    for text in ("<h1>tiny: what was run</h1>", dataset["fingerprint"], "<td>1, 2</td>", "What each row cost"):
+        assert text in front, text
+    assert "unet + patchgan discriminator (variant of unet)" in front and "CPUs)" in front  # hardware
+    assert "SDR: median over frames, median over tracks (SiSEC 2018)" in front and '<th scope="row">unet</th>' in front
+    result = snakemake(workdir, config, "--report", "report.html", snakefile=snakefile, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (workdir / "report.html").read_text()
+    categories = json.loads(re.search(r"var categories = (.*?);\n", report).group(1))
+    assert categories["0. Overview"] == {"Other": ["results/tiny/report/front_page.html"]}
+    assert sorted(categories)[0] == "0. Overview"  # the menu sorts the categories by name
+    assert "javascript:app.showCategory('0.%20Overview')" in report  # the landing page's link
+    assert base64.b64encode((results / "report/front_page.html").read_bytes()).decode() in report
+
+
+@pytest.mark.slow
 def test_methods_not_trained_here_are_scored_and_tabled_with_their_provenance(pipeline):
     """One external method of each kind (external_methods) goes through the pipeline: its
     estimates are checked and copied, scored like a trained run's, and its row carries what it
@@ -637,11 +680,12 @@ def test_editing_one_model_reruns_only_its_jobs_and_the_table(pipeline):
     edited = copy.deepcopy(config)
     edited["models"]["unet_gan"]["gan"]["adv_weight"] = 0.5
     counts = job_counts(snakemake(workdir, edited, "-n", snakefile=snakefile).stdout)
-    # 2 seeds; 2 test tracks per seed; the listening page plays the first seed's estimates
+    # 2 seeds; 2 test tracks per seed, scored by one job per seed; the listening page plays the
+    # first seed's estimates
     assert counts == {
         "train_model": 2,
         "separate_track": 4,
-        "score_track": 4,
+        "score_run": 2,
         "make_table": 2,
         "plot_scores": 2,
         "plot_learning_curves": 1,

@@ -536,3 +536,42 @@ def imported_scores(wildcards=None):
 
 def table_comparisons():
     return [{"variant": m, "baseline": e["baseline"]} for m, e in config["models"].items() if "baseline" in e]
+
+
+# ---- scoring (score.smk) -----------------------------------------------------------------------
+
+#: One scoring job per run, its outputs the per-track score files, needs the test tracks when the
+#: workflow is parsed. They are known then (splits() above) except while the dataset is
+#: still to be downloaded or extracted: only in that invocation the rule scores one track per job
+#: (a {track} wildcard); the next invocation is per run again, and reuses those tracks' scores from
+#: the shared work directory instead of scoring them again (demixbench.score.stage).
+SCORE_PER_RUN = DATA["source"] == "synthetic" or not ACQUIRE or Path(DATASET_REPORT).is_file()
+
+
+def scored_tracks(wildcards):
+    """The test tracks one scoring job scores: the run's, or the one of its {track} wildcard."""
+    return list(splits().test) if SCORE_PER_RUN else [wildcards.track]
+
+
+def score_inputs(wildcards):
+    """What scoring one job's tracks reads: the estimates and the decoded reference of each target."""
+    tracks = scored_tracks(wildcards)
+    return {
+        "estimates": expand(
+            f"{RESULTS}/separated/{wildcards.method}/{wildcards.run}/{{track}}/{{target}}.wav",
+            track=tracks,
+            target=TARGETS,
+        ),
+        "references": expand(f"{RESULTS}/decoded/{{track}}/{{target}}.npy", track=tracks, target=TARGETS),
+    }
+
+
+def score_runtime(wildcards, threads):
+    """Minutes for one job: resources.score.runtime is per track, and `threads` tracks are scored
+    at once."""
+    return config["resources"]["score"]["runtime"] * -(-len(scored_tracks(wildcards)) // threads)
+
+
+def score_mem_mb(wildcards, threads):
+    """Memory for one job: resources.score.mem_mb is per track being scored, `threads` at once."""
+    return config["resources"]["score"]["mem_mb"] * min(threads, len(scored_tracks(wildcards)))

@@ -85,18 +85,70 @@ rule make_listening_page:
         "../scripts/make_listening_page.py"
 
 
+#: Which stage each rule with a benchmark file belongs to, for the costs (demixbench.costs): the
+#: jobs of training, separation and scoring belong to the table row named by the first folder of
+#: their benchmark path; the other rules' jobs are shared.
+COST_STAGES = {
+    "decode_track": "data",
+    "train_model": "training",
+    "separate_track": "separation",
+    "separate_oracle": "separation",
+    "run_command": "separation",
+    "score_track": "scoring",
+    "score_run": "scoring",
+}
+
+
 rule record_provenance:
-    """Git commit, config hash, dataset fingerprint, packages, machine and wall time per stage."""
+    """Git commit, config hash, dataset fingerprint, packages, machine, wall time per stage and
+    what the results cost (per stage, per table row); and the report's front page."""
     input:
         tables=expand(f"{RESULTS}/tables/{{metric}}.json", metric=METRICS),
+        headline=f"{RESULTS}/tables/{METRICS[0]}.html",
         dataset=DATASET_REPORT,
-        code=code("report/run.py", "htmlpage.py", "provenance.py", "data/verify.py", "data/probe.py", "data/layout.py"),
+        code=code(
+            "report/run.py",
+            "report/front.py",
+            "costs.py",
+            "htmlpage.py",
+            "provenance.py",
+            "data/verify.py",
+            "data/probe.py",
+            "data/layout.py",
+        ),
     output:
         json=f"{RESULTS}/provenance.json",
         html=report(f"{RESULTS}/report/provenance.html", caption="../report/provenance.rst", category="Provenance"),
+        # "0. Overview" sorts before the other categories in the report's menu
+        front=report(f"{RESULTS}/report/front_page.html", caption="../report/front_page.rst", category="0. Overview"),
     params:
         config=config,
+        experiment=config["experiment"],
         benchmarks=f"{RESULTS}/benchmarks",
+        stages=COST_STAGES,
+        rows={method: runs(method) for method in METHODS},
+        # GPUs per job of the rules whose jobs have only Snakemake's benchmark file
+        gpus={
+            "train_model": config["resources"]["train"]["gpu"],
+            "separate_track": config["resources"]["separate"]["gpu"],
+            "score_track": config["resources"]["score"]["gpu"],
+            "score_run": config["resources"]["score"]["gpu"],
+        },
+        # the training costs travel with each checkpoint (model.json "costs")
+        checkpoints={
+            model: {f"seed{seed}": f"{RESULTS}/models/{model}/seed{seed}/model.json" for seed in SEEDS}
+            for model in MODELS
+        },
+        seeds=SEEDS,
+        models={
+            name: {
+                "arch": entry["arch"],
+                "discriminator": (entry.get("gan") or {}).get("discriminator"),
+                "baseline": entry.get("baseline"),
+            }
+            for name, entry in config["models"].items()
+        },
+        others=ORACLES + list(EXTERNAL),
     log:
         f"{LOGS}/record_provenance.log",
     conda:

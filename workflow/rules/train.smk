@@ -1,5 +1,14 @@
 """Training stage: one job per {model} and {seed}."""
 
+# The optional trackers of config tracking.tracker (tensorboard, wandb, mlflow) need their packages:
+# with --sdm conda, the training jobs then run in the environment that has them.
+_trackers = config["tracking"]["tracker"]
+TRAIN_ENV = (
+    "../../envs/trackers.yaml"
+    if set([_trackers] if isinstance(_trackers, str) else _trackers) - {"dvclive", "none"}
+    else "../../envs/demixbench.yaml"
+)
+
 
 rule train_model:
     """Train one model for one seed; keep the best-on-validation weights."""
@@ -33,7 +42,7 @@ rule train_model:
     benchmark:
         f"{RESULTS}/benchmarks/train_model/{{model}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/demixbench.yaml"
+        TRAIN_ENV
     script:
         "../scripts/train_model.py"
 

@@ -1,13 +1,16 @@
 """Adapter for rule train_model: train one {model} for one {seed}; on more than one GPU
-(resources.gpu > 1), as one torchrun process per GPU with the JSON arguments next to the log."""
+(resources.gpu > 1), as one torchrun process per GPU with the JSON arguments next to the log.
+What it cost (interrupted attempts included) goes into model.json's "costs"."""
 
 from pathlib import Path
 
+from demixbench.costs import arguments_key, gpus_used
 from demixbench.data.verify import dataset_summary
+from demixbench.devices import resolve_device
 from demixbench.logs import setup_logging
 from demixbench.train.distributed import launch
 from demixbench.train.loop import train
-from demixbench.train.worker import train_arguments, write_arguments
+from demixbench.train.worker import measured_training, train_arguments, write_arguments
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 log_file = Path(snakemake.log[0])
@@ -35,9 +38,13 @@ arguments = {
     "tracking": dict(snakemake.params.tracking),
 }
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
+ledger = {"ledger": Path(snakemake.params.work_dir) / "costs.json", "key": arguments_key(arguments)}
 if gpus > 1:
     setup_logging()  # the launcher appends what torchrun and the workers print to the log
-    launch(write_arguments(log_file.with_suffix(".args.json"), arguments), nproc=gpus, log=log_file)
+    args_file = write_arguments(log_file.with_suffix(".args.json"), arguments)
+    measured_training(lambda: launch(args_file, nproc=gpus, log=log_file), arguments["checkpoint"], gpus, **ledger)
 else:
     setup_logging(log_file)
-    train(**train_arguments(arguments))
+    kwargs = train_arguments(arguments)
+    used = gpus_used(gpus, on_gpu=resolve_device(kwargs["config"].device).type == "cuda")
+    measured_training(lambda: train(**kwargs), arguments["checkpoint"], used, **ledger)

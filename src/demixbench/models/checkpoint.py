@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "WEIGHTS_SUFFIX",
     "CheckpointError",
+    "add_metadata",
     "convert_checkpoint",
     "load_checkpoint",
     "load_weights",
@@ -106,6 +107,22 @@ def save_state_checkpoint(
     record = {**provenance(), "config_hash": config_hash(config), **(provenance_extra or {})}
     meta = {"arch": arch, "args": args, "config": config, "provenance": record, **(extra or {})}
     atomic_write_text(metadata_path(path), json.dumps(meta, indent=2, default=str))
+
+
+def add_metadata(path: Path, fields: dict[str, Any]) -> None:
+    """Add `fields` to the metadata (model.json) of the checkpoint whose weights are ``path``,
+    rewriting it atomically (e.g. the training's ``"costs"``, known once the checkpoint is written).
+
+    Raises CheckpointError naming the file when the metadata is missing or not a JSON object.
+    """
+    meta_file = metadata_path(Path(path))
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{meta_file}: checkpoint metadata unreadable ({error}); retrain") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file}: checkpoint metadata is not a JSON object; retrain")
+    atomic_write_text(meta_file, json.dumps({**meta, **fields}, indent=2, default=str))
 
 
 def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -5,7 +5,8 @@
 - ``curves``: the learning curves of every model and seed.
 - ``excerpts``: choosing and encoding the listening excerpts.
 - ``listening``: the listening page.
-- ``run``: the run's provenance record and its page.
+- ``run``: the run's provenance record (with what each row cost) and its page.
+- ``front``: the report's front page: what was run, on what, what it cost, the headline table.
 
-The two pages are written on :func:`demixbench.htmlpage.page`, the shell the table stage uses too.
+The pages are written on :func:`demixbench.htmlpage.page`, the shell the table stage uses too.
 """

@@ -11,11 +11,12 @@ Estimates are ``DIR/<track>/<target>.wav`` (the pipeline's layout) or ``DIR/<sub
 (museval's). Each track's scores go to ``OUT/<track>.json.gz`` (:mod:`demixbench.score.scorefile`),
 written atomically, so a present file is complete: a rerun skips the tracks already scored.
 
-The files are byte-identical to the pipeline's (rule ``score_track``): decoded references are scored
-by :func:`~demixbench.score.track.score_track` itself, wav and stem.mp4 references are read by the
-project's decoder (:func:`~demixbench.data.decode.read_track`) and converted exactly as
-:func:`~demixbench.data.decode.decode_track` writes the cache (16-bit PCM / 32768 as float32, mono
-duplicated, resampled to the scoring rate where it differs), then scored by the same
+The files are byte-identical to the pipeline's (rule ``score_run``): decoded references are scored
+by :func:`~demixbench.score.track.score_track` itself, as the pipeline scores each track; wav and
+stem.mp4 references are read by the project's decoder (:func:`~demixbench.data.decode.read_track`)
+and converted exactly as :func:`~demixbench.data.decode.decode_track` writes the cache (16-bit
+PCM / 32768 as float32, mono duplicated, resampled to the scoring rate where it differs), then
+scored by the same
 :func:`~demixbench.score.track.score_arrays` and :func:`~demixbench.score.scorefile.write_scores`.
 
 ``metrics="sdr-only"`` uses the fast scorer's SDR-only path (no distortion filters, a single pass;
@@ -35,9 +36,8 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from demixbench.data.layout import STEMS, DatasetError, track_location
 from demixbench.data.probe import ProbeError, probe_streams, probe_wav
 from demixbench.devices import available_cpus
 from demixbench.fileio import remove_stale_temporaries
+from demixbench.score.pool import ScoreSummary, score_in_pool
 from demixbench.score.scorefile import write_scores
 from demixbench.score.track import ScoringConfig, score_arrays, score_track
 from demixbench.separate.estimates import check_estimate_files, extra_estimates, read_estimates, samples_message
@@ -113,19 +114,6 @@ class References:
     def describe(self) -> str:
         where = self.root if self.layout == "decoded" else self.root / self.subset
         return f"{_DESCRIPTION[self.layout]} at {where}, {len(self.tracks)} {self.subset} tracks"
-
-
-@dataclass
-class ScoreSummary:
-    """The outcome of :func:`score_directory`: tracks scored, skipped (already scored) and failed
-    (track -> message)."""
-
-    scored: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def line(self) -> str:
-        return f"scored {len(self.scored)}, skipped {len(self.skipped)} (already scored), failed {len(self.failed)}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,23 +312,6 @@ def score_one(
     write_scores(out, scores)
 
 
-def _score_task(
-    references: References,
-    track: str,
-    estimates_dir: Path,
-    out: Path,
-    targets: tuple[str, ...],
-    config: ScoringConfig,
-    metrics: str,
-) -> str | None:
-    """score_one in a worker process: None, or the error message naming the track."""
-    try:
-        score_one(references, track, estimates_dir, out, targets, config, metrics)
-    except Exception as error:  # noqa: BLE001 -- reported per track; the other tracks go on
-        return f"track {track!r}: {type(error).__name__}: {error}"
-    return None
-
-
 def score_directory(
     references_root: Path,
     estimates: Path,
@@ -419,41 +390,11 @@ def score_directory(
     for track in todo:  # left by a killed run (atomic writes); nothing else writes them now
         remove_stale_temporaries(out_dir / f"{track}{SCORE_SUFFIX}")
 
+    settings = (targets, config, metrics)
     tasks = {
-        track: (references, track, est_root / track, out_dir / f"{track}{SCORE_SUFFIX}", targets, config, metrics)
+        track: (score_one, (references, track, est_root / track, out_dir / f"{track}{SCORE_SUFFIX}", *settings))
         for track in todo
     }
-    jobs = min(jobs or available_cpus(), max(len(todo), 1))
-    bar_options = {"total": len(todo), "unit": "track", "desc": "scoring", "disable": not progress or None}
-    if jobs == 1:
-        outcomes = ((track, _score_task(*task)) for track, task in tasks.items())
-        _collect(outcomes, summary, bar_options)
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            futures = {pool.submit(_score_task, *task): track for track, task in tasks.items()}
-            _collect(((futures[f], _outcome(f)) for f in as_completed(futures)), summary, bar_options)
-    summary.scored.sort()
+    score_in_pool(tasks, jobs or available_cpus(), summary, progress)
     log.debug("%s", summary.line())  # the caller reports it (demixbench score prints it)
     return summary
-
-
-def _outcome(future: Future) -> str | None:
-    """A worker's result; a worker that died (killed, out of memory) fails its track."""
-    try:
-        return future.result()
-    except Exception as error:  # noqa: BLE001 -- e.g. BrokenProcessPool: reported, not raised
-        return f"{type(error).__name__}: {error}"
-
-
-def _collect(outcomes: Iterable[tuple[str, str | None]], summary: ScoreSummary, bar_options: dict) -> None:
-    """Record (track, error or None) outcomes in `summary`, advancing a tqdm bar."""
-    from tqdm import tqdm  # on use: only a batch shows a bar
-
-    with tqdm(**bar_options) as bar:
-        for track, error in outcomes:
-            if error is None:
-                summary.scored.append(track)
-            else:
-                summary.failed[track] = error
-                log.error("%s", error)
-            bar.update(1)

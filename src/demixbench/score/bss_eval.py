@@ -63,7 +63,7 @@ order of the floating-point operations differs.
 
 Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, bins for the GEMMs);
 in pass 2 each thread takes whole chunks of frames from the time domain to the energies.
-numpy and scipy release the GIL there. The FFTs are numpy's pocketfft, written straight into the
+numpy releases the GIL there. The FFTs are numpy's pocketfft, written straight into the
 strided per-bin layout (torch's MKL FFT was used before: about as fast on Intel, slower on AMD,
 and it made every scoring job import torch). A torch version of the whole computation for GPUs
 is demixbench.score.bss_eval_torch.
@@ -87,9 +87,13 @@ Accuracy and known differences
 ------------------------------
 SDR agrees with museval to ~1e-13 dB (it does not depend on the filters). ISR/SIR/SAR agree to
 < 1e-6 dB on well-conditioned inputs. On ill-conditioned inputs (a nearly-mono stem, references
-band-limited like MUSDB18's AAC stems) museval's own ISR/SIR/SAR change with rounding (e.g. with
-the BLAS thread count); there this module agrees with museval up to museval's own run-to-run
-spread.
+band-limited like MUSDB18's AAC stems) any float64 solve decides the filters only to about
+cond(G) * eps in relative terms, and museval's own ISR/SIR/SAR change with rounding (e.g. with
+the BLAS thread count). On the demo's band-limited stems (cond(G) ~ 3e10) museval's values are
+up to 2.3e-6 dB from the exact ones (an extended-precision reference:
+``bench/museval_agreement.py --exact``) and this module's up to 1.9e-6 dB, with errors of either
+sign, so the two differ by up to ~3e-6 dB there; on nearly singular G (a mono stem in an AAC
+file) both move by dB in the frames that excite its near-null space.
 
 When an estimate equals its reference exactly in a frame, museval's SDR denominator is the
 rounding residue of its decomposition e_spat + e_interf + e_artif: exactly 0 (SDR +inf) when
@@ -109,7 +113,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
-import scipy.fft
 
 from demixbench.devices import available_cpus
 
@@ -138,6 +141,24 @@ REFINE_TOL = 1e-10
 REFINE_STEPS = 6
 #: Samples per block in the whole-signal silence check (museval's validation).
 _SILENCE_BLOCK = 1 << 16
+
+
+def next_fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: ``scipy.fft.next_fast_len(n, real=True)``, pocketfft's fast
+    length for real transforms, without importing scipy.fft (about 0.5 s, most of the imports of
+    a scoring job)."""
+    if n <= 6:
+        return max(n, 1)
+    best = 1 << (n - 1).bit_length()  # the power of two >= n
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            quotient = -(-n // p35)  # the smallest power of two times p35 that is >= n
+            best = min(best, (1 << (quotient - 1).bit_length()) * p35)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def _default_workers() -> int:
@@ -330,7 +351,7 @@ def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int =
     """
     m = sig.m
     half = lags - 1
-    nf = scipy.fft.next_fast_len(3 * half + 1, real=True)  # no circular aliasing for |tau| < lags
+    nf = next_fast_len(3 * half + 1)  # no circular aliasing for |tau| < lags
     n_bins = nf // 2 + 1
     cross = np.zeros((n_bins, m, 2 * m), dtype=complex)
     seg = np.zeros((2, 2, m, nf))  # [tail | head], [references | estimates]
@@ -352,7 +373,7 @@ def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int =
 def _stats_layout(n_samples: int, filters_len: int) -> tuple[int, int, int]:
     """Pass-1 blocks: (block length, FFT length, blocks per chunk)."""
     block = max(1, min(n_samples, STATS_NFFT - filters_len + 1))
-    nf = scipy.fft.next_fast_len(block + filters_len - 1, real=True)
+    nf = next_fast_len(block + filters_len - 1)
     return block, nf, min(CHUNK_FRAMES, -(-n_samples // block))
 
 
@@ -478,7 +499,7 @@ def _block_toeplitz_matvec(r: np.ndarray, x: np.ndarray) -> np.ndarray:
     r: (S, L, M, M) blocks R[0..L-1], R[-k] = R[k]^T; x: (S, L, M, K) -> (S, L, M, K)."""
     L = r.shape[1]
     lags = np.concatenate([r[:, :0:-1].transpose(0, 1, 3, 2), r], axis=1)  # R[-(L-1)] .. R[L-1]
-    nf = scipy.fft.next_fast_len(3 * L - 2, real=True)  # linear convolution, no wrap-around
+    nf = next_fast_len(3 * L - 2)  # linear convolution, no wrap-around
     prod = np.fft.rfft(lags, n=nf, axis=1) @ np.fft.rfft(x, n=nf, axis=1)
     return np.fft.irfft(prod, n=nf, axis=1)[:, L - 1 : 2 * L - 1]
 
@@ -761,7 +782,7 @@ def bss_eval_v4(
     n_workers = workers or _default_workers()
     spans = frames(sig.n_samples, win, hop)
     width = max(stop - start for start, stop in spans)
-    nf = scipy.fft.next_fast_len(width + FILTERS_LEN - 1, real=True)
+    nf = next_fast_len(width + FILTERS_LEN - 1)
     with ThreadPoolExecutor(n_workers) if n_workers > 1 else nullcontext() as pool:
         if sdr_only:
             energies, silent = _frame_energies(sig, spans, None, nf, pool=pool, n_workers=n_workers)

@@ -154,6 +154,9 @@ def train(
         parts.targets,
         device,
         {**settings, **(record or {})},
+        valid_dirs,
+        config.sample_rate,
+        int(config.valid_segment_seconds * config.sample_rate),
     )
     loader = BatchLoader(sampler, rng, config.batch_size, rank, world, config.loader_workers, config.prefetch_batches)
     try:
@@ -167,6 +170,7 @@ def train(
                 seconds = time.perf_counter() - started
                 _end_epoch(progress, epoch, config, parts.scheduler, parts.model, lr, validation, seconds)
                 telemetry.epoch(epoch, progress.step, progress.history[-1], parts.targets, seconds)
+                telemetry.snapshot(epoch, progress.step, parts.model)  # every K epochs, rank 0
                 parts.save(progress, loader)
     except BaseException:  # progress.json says "failed" (a stop signal's rerun resumes all the same)
         telemetry.finish(progress.step, progress.epoch, failed=True)

@@ -17,6 +17,8 @@ and over the ranks):
 
 After every epoch: ``valid/loss``, ``valid/nsdr/<target>``, ``valid/nsdr_mean``, ``valid/best_nsdr``
 (the highest ``valid/nsdr_mean`` so far) and ``valid/epoch_seconds`` (training and validation).
+Every `tracking.snapshot_every_epochs` epochs: audio and spectrograms of fixed validation excerpts
+(demixbench.train.snapshots), after the epoch's scalars; ``valid/snapshot_seconds`` says what it took.
 
 Cost: the step values stay on the device and are summed there; they reach the host once per log
 step (one synchronisation, when the averages are read), so steps between log steps gain a few
@@ -36,6 +38,7 @@ import torch
 from demixbench.models.losses import discriminator_loss_terms
 from demixbench.train import distributed
 from demixbench.train.runstatus import ProgressWriter
+from demixbench.train.snapshots import Snapshots
 from demixbench.train.state import _Progress
 from demixbench.train.tracking import NullTracker, SystemMetrics, Tracker, TrackingConfig, make_tracker
 
@@ -73,6 +76,8 @@ class Telemetry:
         targets: the separated targets (their validation nSDR is reported).
         device: the training device (for the system metrics).
         params: the run's settings, logged to the tracker.
+        valid_dirs, sample_rate, segment: the validation tracks, their sample rate and the
+            separation segment in samples (for the audio snapshots).
     """
 
     def __init__(
@@ -87,12 +92,17 @@ class Telemetry:
         targets: Sequence[str],
         device: torch.device,
         params: Mapping[str, Any],
+        valid_dirs: Sequence[Path] = (),
+        sample_rate: int = 44100,
+        segment: int = 0,
     ) -> None:
         tracking = tracking or TrackingConfig()
         writes = distributed.rank() == 0 and run_dir is not None
         self.every, self.batch_size = log_every_steps, batch_size
-        self.tracker: Tracker = make_tracker(tracking.tracker, run_dir, progress.step) if writes else NullTracker()
+        self.tracker: Tracker = make_tracker(tracking.trackers, run_dir, progress.step) if writes else NullTracker()
         tracked = not isinstance(self.tracker, NullTracker)
+        snapshots = tracked and tracking.snapshot_every_epochs > 0 and len(valid_dirs) > 0
+        self.snapshots = Snapshots(tracking, valid_dirs, targets, sample_rate, segment, device) if snapshots else None
         status_file = Path(run_dir) / "progress.json" if writes else None
         self.status = ProgressWriter(status_file, total_steps, epochs, progress.step > 0) if status_file else None
         self.system = SystemMetrics(device) if tracked and tracking.system_metrics else None
@@ -106,6 +116,8 @@ class Telemetry:
             self._best_nsdr = max(float(row["valid_nsdr"]) for row in progress.history)
             self._valid_nsdr = {t: float(progress.history[-1][f"valid_nsdr_{t}"]) for t in targets}
         self.tracker.log_params(params)
+        if self.snapshots is not None and progress.step == 0:
+            self.snapshots.log_references(self.tracker)
         if self.status is not None:
             self.status.write("training", progress.step, progress.epoch, None, self._best_nsdr, self._valid_nsdr)
 
@@ -159,6 +171,16 @@ class Telemetry:
         if self.status is not None:
             self.status.write("training", step, epoch, self._steps_per_second, self._best_nsdr, self._valid_nsdr)
         self._clock, self._timed_steps = time.perf_counter(), 0  # throughput: training steps, not validation
+
+    def snapshot(self, epoch: int, step: int, model: torch.nn.Module) -> None:
+        """After epoch `epoch` (ended at step `step`): the audio snapshots when one is due (rank 0;
+        the other ranks return at once)."""
+        if self.snapshots is None or not self.snapshots.due(epoch):
+            return
+        started = time.perf_counter()
+        self.snapshots.log(self.tracker, model, epoch, step)
+        self.tracker.log_epoch(epoch, step, {"valid/snapshot_seconds": time.perf_counter() - started})
+        self._clock, self._timed_steps = time.perf_counter(), 0  # throughput: training steps only
 
     def finish(self, step: int, epoch: int, failed: bool = False) -> None:
         """The run ended ("done", or "failed" when it stops with an exception): close the tracker

@@ -1,16 +1,23 @@
-"""Experiment trackers: where a training run's scalars go while it trains (``TRACKERS``).
+"""Experiment trackers: where a training run's scalars, audio and images go while it trains
+(``TRACKERS``).
 
 A tracker is anything with the small :class:`Tracker` interface: parameters once, scalars at a
-step, epoch-level scalars, close. ``make_tracker(name, run_dir, resume_step, ...)`` builds one by
-name: ``"dvclive"`` (the default; DVCLive files in ``<run_dir>/dvclive/``, rendered by
-``dvc plots show``) or ``"none"``. Other trackers (TensorBoard, W&B offline, MLflow's file store)
-slot in as one more class and one more entry of ``TRACKERS``; the training loop only sees the
-interface.
+step, epoch-level scalars, audio and images at a step, close. ``make_tracker(names, run_dir,
+resume_step)`` builds one by name, or several behind one :class:`MultiTracker`:
+
+- ``"dvclive"`` (the default): DVCLive files in ``<run_dir>/dvclive/`` (``dvc plots show``); audio
+  as wav files in ``dvclive/audio/<name>/<step>.wav`` (DVCLive has no audio), images in
+  ``dvclive/plots/images/<name>/<step>.png``.
+- ``"tensorboard"``, ``"wandb"`` (offline), ``"mlflow"`` (a file store): see
+  demixbench.train.trackers; their packages are optional (``OPTIONAL_PACKAGES``) and imported only
+  when such a tracker is built.
+- ``"none"``: nothing.
 
 Resume contract: a run killed after step k and resumed from a rolling state saved at step j <= k
-builds its tracker with ``resume_step=j``. The tracker drops whatever was logged after step j and
-continues the same logs, and a scalar logged again at a step it already holds replaces the old
-value, so the final logs hold every logged step of every scalar exactly once, in order.
+builds its tracker with ``resume_step=j``. DVCLive drops whatever was logged after step j (scalars,
+audio and images) and continues the same logs, and a scalar logged again at a step it already
+holds replaces the old value, so the final logs hold every logged step of every scalar exactly
+once, in order. (The optional trackers do what their format allows: see demixbench.train.trackers.)
 ``resume_step=0`` starts fresh (earlier logs in the directory are deleted).
 
 Only rank 0 of a multi-process run builds a real tracker (the others get a :class:`NullTracker`).
@@ -20,33 +27,56 @@ Only rank 0 of a multi-process run builds a real tracker (the others get a :clas
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import soundfile as sf
 import torch
 
-from demixbench.fileio import atomic_write_text
+from demixbench.fileio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """The config's ``tracking:`` section: which tracker a training logs to."""
+    """The config's ``tracking:`` section: which trackers a training logs to, and its snapshots."""
 
-    tracker: str = "dvclive"  # a key of TRACKERS ("none": no tracker files)
+    tracker: str | tuple[str, ...] = "dvclive"  # a key of TRACKERS, or several ("none": no tracker files)
     system_metrics: bool = True  # also log CPU, memory, and GPU utilisation/memory when on a GPU
+    snapshot_every_epochs: int = 0  # every K epochs, separate fixed validation excerpts (0: never)
+    snapshot_tracks: int = 2  # the excerpts: the first N validation tracks (fewer if there are fewer)
+    snapshot_offset_seconds: float = 30.0  # where each excerpt starts (earlier when the track is shorter)
+    snapshot_seconds: float = 4.0  # the excerpts' length
 
     def __post_init__(self) -> None:
-        if self.tracker not in TRACKERS:
-            raise ValueError(f"unknown tracker {self.tracker!r}; allowed: {', '.join(TRACKERS)}")
+        names = (self.tracker,) if isinstance(self.tracker, str) else tuple(self.tracker)
+        object.__setattr__(self, "tracker", names[0] if isinstance(self.tracker, str) else names)  # lists: tuple
+        for name in names:
+            if name not in TRACKERS:
+                raise ValueError(f"unknown tracker {name!r}; allowed: {', '.join(TRACKERS)}")
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"tracking.tracker: a tracker or a list of different trackers, not {list(names)}")
+        if self.snapshot_every_epochs < 0 or self.snapshot_tracks < 1:
+            raise ValueError("tracking.snapshot_every_epochs must be >= 0 and tracking.snapshot_tracks >= 1")
+        if self.snapshot_offset_seconds < 0 or self.snapshot_seconds <= 0:
+            raise ValueError("tracking.snapshot_offset_seconds must be >= 0 and tracking.snapshot_seconds > 0")
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers to build ("none" left out)."""
+        names = (self.tracker,) if isinstance(self.tracker, str) else self.tracker
+        return tuple(name for name in names if name != "none")
 
 
 class Tracker(Protocol):
@@ -61,6 +91,12 @@ class Tracker(Protocol):
 
     def log_epoch(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         """Scalars of completed epoch `epoch`, which ended at optimiser step `step`."""
+
+    def log_audio(self, name: str, step: int, audio: np.ndarray, sample_rate: int) -> None:
+        """Audio `(channels, samples)` float32 in [-1, 1] at step `step` (0: before training)."""
+
+    def log_image(self, name: str, step: int, image: np.ndarray) -> None:
+        """An RGB image `(height, width, 3)` uint8 at step `step` (0: before training)."""
 
     def close(self) -> None:
         """Flush everything; the tracker is not used afterwards."""
@@ -78,14 +114,52 @@ class NullTracker:
     def log_epoch(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         pass
 
+    def log_audio(self, name: str, step: int, audio: np.ndarray, sample_rate: int) -> None:
+        pass
+
+    def log_image(self, name: str, step: int, image: np.ndarray) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+class MultiTracker:
+    """Several trackers at once (config ``tracker: [dvclive, tensorboard]``): each call goes to each."""
+
+    def __init__(self, trackers: Sequence[Tracker]) -> None:
+        self.trackers = list(trackers)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for tracker in self.trackers:
+            tracker.log_params(params)
+
+    def log_scalars(self, step: int, values: Mapping[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.log_scalars(step, values)
+
+    def log_epoch(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.log_epoch(epoch, step, values)
+
+    def log_audio(self, name: str, step: int, audio: np.ndarray, sample_rate: int) -> None:
+        for tracker in self.trackers:
+            tracker.log_audio(name, step, audio, sample_rate)
+
+    def log_image(self, name: str, step: int, image: np.ndarray) -> None:
+        for tracker in self.trackers:
+            tracker.log_image(name, step, image)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
 
 
 class DVCLiveTracker:
     """DVCLive's files in `directory`: ``plots/metrics/<name>.tsv`` (columns ``step`` and the
     scalar's last name component), ``metrics.json`` (the latest value of each scalar and the
-    step) and ``params.yaml``.
+    step), ``params.yaml``, images ``plots/images/<name>/<step>.png`` (DVCLive's pattern for an
+    image slider) and audio ``audio/<name>/<step>.wav`` (16-bit PCM; DVCLive logs no audio).
 
     DVCLive runs offline and outside any repository: no Git or DVC repository is looked up (its
     ``Live`` would otherwise initialise DVC in a bare Git checkout), no dvc.yaml is written, nothing
@@ -99,6 +173,8 @@ class DVCLiveTracker:
         self.directory = Path(directory)
         if resume_step > 0:
             truncate_logs(self.directory, resume_step)
+        else:
+            shutil.rmtree(self.directory / "audio", ignore_errors=True)  # DVCLive clears the rest
         self._live = _offline_live_class()(
             str(self.directory), resume=resume_step > 0, save_dvc_exp=False, dvcyaml=False, monitor_system=False
         )
@@ -120,27 +196,80 @@ class DVCLiveTracker:
     def log_epoch(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
         self.log_scalars(step, values)
 
+    def log_audio(self, name: str, step: int, audio: np.ndarray, sample_rate: int) -> None:
+        write_wav(self.directory / "audio" / name / f"{step}.wav", audio, sample_rate)
+
+    def log_image(self, name: str, step: int, image: np.ndarray) -> None:
+        self._live.log_image(f"{name}/{step}.png", image)
+
     def close(self) -> None:
         self._live.make_summary()
 
 
-#: Trackers by config name: a class taking (directory, resume_step), or None for NullTracker.
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """`audio` (channels, samples) as a 16-bit PCM wav file (clipped to [-1, 1]), atomically.
+    16 bits: snapshots are for listening, and are a quarter of the size of 32-bit float files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".wav") as temporary:
+        sf.write(temporary, np.clip(np.asarray(audio, dtype=np.float32), -1, 1).T, sample_rate, subtype="PCM_16")
+    return path
+
+
+def _optional(class_name: str) -> Callable[[Path, int], Tracker]:
+    """The optional tracker `class_name` of demixbench.train.trackers, imported when it is built."""
+
+    def build(directory: Path, resume_step: int) -> Tracker:
+        return getattr(importlib.import_module("demixbench.train.trackers"), class_name)(directory, resume_step)
+
+    return build
+
+
+#: Trackers by config name: a class taking (directory, resume_step), or None for NullTracker. Each
+#: writes into its own folder of the run's directory.
 TRACKERS: dict[str, Callable[[Path, int], Tracker] | None] = {
     "dvclive": lambda run_dir, resume_step: DVCLiveTracker(Path(run_dir) / "dvclive", resume_step),
+    "tensorboard": lambda run_dir, step: _optional("TensorBoardTracker")(Path(run_dir) / "tensorboard", step),
+    "wandb": lambda run_dir, step: _optional("WandbTracker")(Path(run_dir) / "wandb", step),
+    "mlflow": lambda run_dir, step: _optional("MLflowTracker")(Path(run_dir) / "mlruns", step),
     "none": None,
 }
 
+#: The package (exact pin, as pyproject.toml's extra of the same name) each optional tracker needs.
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "tensorboard": "tensorboard==2.21.0",
+    "wandb": "wandb==0.31.0",
+    "mlflow": "mlflow-skinny==3.17.2",
+}
 
-def make_tracker(name: str, run_dir: Path | None, resume_step: int) -> Tracker:
-    """The tracker `name` (a key of TRACKERS) logging into the run's directory `run_dir`
-    (results/<experiment>/models/<model>/seed<N>/ in the workflow), continuing the logs of a run
-    resumed at step `resume_step` (0: a fresh run). A NullTracker without a run directory."""
-    if name not in TRACKERS:
-        raise ValueError(f"unknown tracker {name!r}; allowed: {', '.join(TRACKERS)}")
-    factory = TRACKERS[name]
-    if factory is None or run_dir is None:
+
+def require(module: str, tracker: str) -> Any:
+    """Import `module` for the optional tracker `tracker`, or say which config key chose it and
+    how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        package = OPTIONAL_PACKAGES[tracker]
+        raise ImportError(
+            f"tracking.tracker: {tracker} needs the package {package.split('==')[0]!r}, which is not installed: "
+            f"pip install {package} (or pip install -e '.[{tracker}]'; with --sdm conda the training "
+            f"rule uses envs/trackers.yaml), or choose another tracker"
+        ) from error
+
+
+def make_tracker(names: str | Sequence[str], run_dir: Path | None, resume_step: int) -> Tracker:
+    """The tracker `names` (a key of TRACKERS, or several: a MultiTracker) logging into the run's
+    directory `run_dir` (results/<experiment>/models/<model>/seed<N>/ in the workflow), continuing
+    the logs of a run resumed at step `resume_step` (0: a fresh run). A NullTracker without a run
+    directory or without a tracker ("none")."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    for name in names:
+        if name not in TRACKERS:
+            raise ValueError(f"unknown tracker {name!r}; allowed: {', '.join(TRACKERS)}")
+    factories = [TRACKERS[name] for name in names if TRACKERS[name] is not None]
+    if not factories or run_dir is None:
         return NullTracker()
-    return factory(Path(run_dir), resume_step)
+    trackers = [factory(Path(run_dir), resume_step) for factory in factories]
+    return trackers[0] if len(trackers) == 1 else MultiTracker(trackers)
 
 
 # ---- resume: drop what was logged after the saved state --------------------------------------------
@@ -192,7 +321,8 @@ def _logged_steps(directory: Path) -> dict[str, list[int]]:
 
 def truncate_logs(directory: Path, step: int) -> None:
     """Drop every row logged after `step` from the DVCLive files in `directory` and rewrite
-    metrics.json with the latest value of each scalar that remains (what DVCLive resumes from)."""
+    metrics.json with the latest value of each scalar that remains (what DVCLive resumes from);
+    delete the images and audio logged after `step`."""
     root = directory / "plots" / "metrics"
     summary: dict[str, Any] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
@@ -206,6 +336,10 @@ def truncate_logs(directory: Path, step: int) -> None:
             node[leaf] = value if math.isfinite(value) else rows[-1][-1]  # DVCLive keeps NaN as "nan"
     summary["step"] = step
     atomic_write_text(directory / "metrics.json", json.dumps(summary, indent=4))
+    for pattern in ("plots/images/**/*.png", "audio/**/*.wav"):  # media files are named <step>.<suffix>
+        for path in directory.glob(pattern):
+            if path.stem.isdigit() and int(path.stem) > step:
+                path.unlink()
     log.info("tracker logs in %s continue after step %d", directory, step)
 
 

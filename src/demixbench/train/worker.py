@@ -10,7 +10,7 @@ it works as a plain 1-process command too. The file holds JSON-able values only:
      "checkpoint": ".../model.safetensors", "history_csv": ".../history.csv",
      "input_stats": ".../stats.npz" or null, "stft": {"n_fft": ..., "hop_length": ...} or null,
      "record": {...} or null, "work_dir": ... or null, "provenance": {...} or null,
-     "run_dir": ... or null, "tracking": {"tracker": ..., "system_metrics": ...} or null}
+     "run_dir": ... or null, "tracking": {"tracker": ..., "system_metrics": ..., ...} or null}
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from demixbench.audio import STFTConfig
+from demixbench.costs import Cost, CostMeter
 from demixbench.data.stats import load_input_stats
 from demixbench.devices import resolve_device
 from demixbench.fileio import atomic_write_text
 from demixbench.logs import setup_logging
 from demixbench.models import ModelSpec
+from demixbench.models.checkpoint import add_metadata
 from demixbench.train import distributed
 from demixbench.train.config import GANConfig, TrainConfig
 from demixbench.train.loop import train
@@ -75,6 +77,38 @@ def train_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
         "run_dir": Path(arguments["run_dir"]) if arguments.get("run_dir") is not None else None,
         "tracking": TrackingConfig(**arguments["tracking"]) if arguments.get("tracking") else None,
     }
+
+
+def measured_training(
+    run: Callable[[], object], checkpoint: Path, gpus: int, ledger: Path | None = None, key: str = ""
+) -> Cost:
+    """Run `run` (one training that writes `checkpoint`: `train` in this process, or the torchrun
+    launch of a multi-GPU run) under a :class:`demixbench.costs.CostMeter` and add what it cost to
+    the checkpoint's metadata: ``model.json["costs"]`` (:meth:`demixbench.costs.Cost.to_dict`:
+    wall, CPU and GPU hours, energy or why it was not measured, hardware).
+
+    Args:
+        gpus: the GPUs the training uses (:func:`demixbench.costs.gpus_used`).
+        ledger: where the cost of interrupted attempts is kept until the run finishes (e.g.
+            ``<work_dir>/costs.json``, beside the rolling state it resumes from); None: this
+            attempt only.
+        key: what the attempts in the ledger must have been training
+            (:func:`demixbench.costs.arguments_key` of the training's arguments).
+    Returns:
+        The cost, earlier interrupted attempts included.
+    """
+    with CostMeter(gpus, ledger=ledger, key=key) as meter:
+        run()
+    cost = meter.cost
+    add_metadata(Path(checkpoint), {"costs": cost.to_dict()})
+    log.info(
+        "training cost %.3f h wall, %.3f CPU-h, %.3f GPU-h, energy %s",
+        cost.wall_s / 3600,
+        cost.cpu_s / 3600,
+        cost.gpu_s / 3600,
+        cost.energy_text(),
+    )
+    return cost
 
 
 def _setup_logging() -> None:
