@@ -74,8 +74,8 @@ are padded in place in reused buffers, and both passes share one scratch for the
 fresh memory is expensive to first-touch.
 
 Memory is bounded by the chunks, independently of the track length: with 1-s frames at 44.1 kHz
-and 4 stereo sources, 92 MB of pass-1 chunk spectra, or 92 MB per thread in pass 2 (at most
-184 MB in all: with more than two threads each takes fewer frames), a 92 MB pass-1 accumulator,
+and 4 stereo sources, 92 MB of pass-1 chunk spectra, or 46 MB per thread in pass 2 (92 MB with
+two threads, 368 MB with eight), a 92 MB pass-1 accumulator,
 46 MB of filter spectra and about 10 MB per thread, so about 0.4 GB on top of the inputs, for a
 30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and its LU copy on the dense
 fallback). The inputs are read in place; estimates shorter than the references are zero-padded
@@ -125,10 +125,13 @@ EPS = np.finfo(float).eps
 #: FFT length of the pass-1 blocks (block = STATS_NFFT - FILTERS_LEN + 1 samples); any block
 #: length >= FILTERS_LEN - 1 gives the same statistics, 45000 = 2^3 3^2 5^4 is a fast FFT size.
 STATS_NFFT = 45000
-#: Blocks of a pass-1 chunk and frames of a thread's pass-2 chunk: they set the memory bound
-#: (a chunk takes CHUNK_FRAMES * 2M * (NF/2 + 1) complex values; pass 2 holds at most two) and
-#: the size of the per-bin GEMMs.
+#: Blocks of a pass-1 chunk: they set pass 1's memory (CHUNK_FRAMES * 2M * (NF/2 + 1) complex
+#: values) and the size of its per-bin GEMMs.
 CHUNK_FRAMES = 16
+#: Frames of a pass-2 chunk (each thread holds one), whatever the number of threads: the shapes
+#: of the per-bin GEMMs decide their rounding, and the scores must not depend on the CPU count
+#: (tests/test_bss_eval.py). 8 frames cost no time against 16 in a 1-minute track.
+FRAME_CHUNK = 8
 #: Bins per tile of the per-bin GEMMs and energy sums: keeps the temporaries in L2 cache.
 BIN_TILE = 128
 #: Above this lower bound on cond(G + eps*I), the dense LU solve replaces block Levinson outright.
@@ -139,6 +142,9 @@ REFINE_TOL = 1e-10
 #: Iterative refinement steps after block Levinson, at most (each costs one more recursion, about
 #: 1/20 of the dense solve); refinement also stops when a step gains less than a factor 10.
 REFINE_STEPS = 6
+#: Block boundaries per group in pass 1's cross-boundary products (groups are summed in order, so
+#: the statistics do not depend on the number of threads).
+BOUNDARY_GROUP = 32
 #: Samples per block in the whole-signal silence check (museval's validation).
 _SILENCE_BLOCK = 1 << 16
 
@@ -428,9 +434,11 @@ def lag_statistics(
     bufs = scratch = chunk = None  # pass 1's buffers are freed before pass 2 allocates its own
     corr = _products_to_lags(acc, nf, L, (chunk_arena, acc_arena), pool, n_workers)
     if len(starts) > 1 and L > 1:
+        # groups of a fixed size, summed in order: the result must not depend on the thread count
         bounds = starts[1:]
-        parts = [bounds[r.start : r.stop] for r in _split(len(bounds), n_workers)]
-        corr += np.sum(_parallel(pool, lambda part: _boundary_products(sig, part, L), parts), axis=0)
+        groups = [bounds[i : i + BOUNDARY_GROUP] for i in range(0, len(bounds), BOUNDARY_GROUP)]
+        for part in _parallel(pool, lambda group: _boundary_products(sig, group, L), groups):
+            corr += part
     return corr[:, :m], corr[:, m:, L - 1 :].copy()
 
 
@@ -661,19 +669,20 @@ def _frame_energies(
     energies = np.full((7, n_src, n_frames), np.nan)
     silent = np.zeros(n_frames, dtype=bool)
     n_bins = nf // 2 + 1
-    k_max = _frames_per_chunk(n_frames, n_workers)
+    k_max = _frames_per_chunk(n_frames)
     # chunks[w][k, f] = [S | S_hat] (M each) for frame k of worker w's chunk: one FFT call writes
     # whole cache lines of each bin's row. Per bin tile, the scratch holds [S | S_hat] and
     # [P_all | P_own | e_artif | e_interf | e_spat], each (bins, frames, channels) with the
     # channels contiguous: the per-tile copy moves whole rows, one GEMM per bin gives both
     # projections, and the subtractions and energy sums run over flat arrays.
+    starts = list(range(0, n_frames, k_max))
+    n_workers = min(n_workers, len(starts))  # a worker per chunk at most
     if filt is not None:
         chunks = (arena or _Arena()).reset().take((n_workers, k_max, n_bins, 2 * m))
         maps = filt.reshape(n_bins, m, 2 * m)
     # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
     # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
     single = [0, n_bins - 1] if nf % 2 == 0 else [0]
-    starts = list(range(0, n_frames, k_max))
 
     def work(worker: int) -> None:
         buf, diff = np.zeros((2, m, nf)), np.empty((m, nf))
@@ -726,12 +735,10 @@ def _frame_energies(
     return energies, silent
 
 
-def _frames_per_chunk(n_frames: int, n_workers: int) -> int:
-    """Frames per worker's pass-2 chunk: CHUNK_FRAMES for one or two workers, fewer for more, so
-    that all hold at most 2 * CHUNK_FRAMES frames' spectra at once; fewer on a short track, so
-    that no worker is left idle."""
-    per_worker = max(1, min(CHUNK_FRAMES, 2 * CHUNK_FRAMES // n_workers))
-    return max(1, min(per_worker, -(-n_frames // n_workers)))
+def _frames_per_chunk(n_frames: int) -> int:
+    """Frames per pass-2 chunk: FRAME_CHUNK, or all of a shorter track's. A function of the track
+    alone, so that every frame is computed the same way whatever the number of threads."""
+    return max(1, min(FRAME_CHUNK, n_frames))
 
 
 def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Arena, _Arena]:
@@ -744,7 +751,7 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
     spectra = max(
         k_stats * bins_stats * 2 * m,
         m * 2 * m * bins_stats,
-        n_workers * _frames_per_chunk(n_frames, n_workers) * bins * 2 * m,
+        min(n_workers, -(-n_frames // FRAME_CHUNK)) * _frames_per_chunk(n_frames) * bins * 2 * m,
     )
     accumulator = max(bins_stats * 4 * m * m, m * m * nf_stats, bins * (3 * m * m + n_src * n_chan * n_chan))
     return _Arena(spectra), _Arena(accumulator)
