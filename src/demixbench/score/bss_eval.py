@@ -91,8 +91,8 @@ band-limited like MUSDB18's AAC stems) any float64 solve decides the filters onl
 cond(G) * eps in relative terms, and museval's own ISR/SIR/SAR change with rounding (e.g. with
 the BLAS thread count). On the demo's band-limited stems (cond(G) ~ 3e10) museval's values are
 up to 2.3e-6 dB from the exact ones (an extended-precision reference:
-``bench/museval_agreement.py --exact``) and this module's up to 1.9e-6 dB, with errors of either
-sign, so the two differ by up to ~3e-6 dB there; on nearly singular G (a mono stem in an AAC
+``bench/museval_agreement.py --exact``) and this module's up to 2.5e-6 dB, with errors of either
+sign, so the two differ by a few 1e-6 dB there (up to 6.9e-6 dB); on nearly singular G (a mono stem in an AAC
 file) both move by dB in the frames that excite its near-null space.
 
 When an estimate equals its reference exactly in a frame, museval's SDR denominator is the
