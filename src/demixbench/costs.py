@@ -223,13 +223,17 @@ def write_cost(path: Path, cost: Cost) -> Path:
 def read_cost(path: Path) -> Cost:
     """A cost record written by :func:`write_cost`; raises CostError naming the file."""
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CostError(
-            f"{path}: unreadable cost record ({error}); delete it and rerun the job that wrote it"
-        ) from None
+    record = _read_json(path, "cost record", "delete it and rerun the job that wrote it")
     return Cost.from_dict(record, path)
+
+
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    """The JSON in `path`; a missing or malformed file raises CostError naming it, `what` it is
+    and the `fix`."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CostError(f"{path}: unreadable {what} ({error}); {fix}") from None
 
 
 # ---- measuring ------------------------------------------------------------------------------------
@@ -729,10 +733,5 @@ def checkpoint_cost(meta_file: Path) -> Cost | None:
     """The training cost stored in a checkpoint's metadata (model.json ``"costs"``), None when it
     has none (trained before costs were recorded, or converted from released weights)."""
     meta_file = Path(meta_file)
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CostError(
-            f"{meta_file}: unreadable checkpoint metadata ({error}); fetch it again (dvc pull) or retrain"
-        ) from None
+    meta = _read_json(meta_file, "checkpoint metadata", "fetch it again (dvc pull) or retrain")
     return Cost.from_dict(meta["costs"], f"{meta_file} (costs)") if isinstance(meta.get("costs"), dict) else None
