@@ -16,16 +16,13 @@ import struct
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_tracking import _train  # the tiny training of the DVCLive tests, with the same model
 
-from demixbench.models import ModelSpec
 from demixbench.train.config import TrainConfig
-from demixbench.train.loop import train
 from demixbench.train.tracking import OPTIONAL_PACKAGES, MultiTracker, TrackingConfig, make_tracker
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec("unet", {"n_fft": 512, "hop_length": 128, "max_bins": 256, "channels": [4, 8, 16, 32]})
 #: steps 1-8, logged at 2, 4, 6, 8; the epochs end at 4 and 8 (as tests/test_tracking.py)
 TINY = TrainConfig(
     seed=3,
@@ -38,23 +35,6 @@ TINY = TrainConfig(
     grad_clip=None,
 )
 SNAPSHOTS = {"snapshot_every_epochs": 2, "snapshot_tracks": 1, "snapshot_seconds": 0.5}
-
-
-def _train(tmp_path, decoded, splits, config, tracking) -> Path:
-    out = tmp_path / "run"
-    stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
-    train(
-        SPEC,
-        config,
-        [decoded[t] for t in splits.train],
-        [decoded[t] for t in splits.valid],
-        out / "model.safetensors",
-        out / "history.csv",
-        input_stats=stats,
-        run_dir=out,
-        tracking=tracking,
-    )
-    return out
 
 
 def need(module: str):
