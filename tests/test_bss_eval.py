@@ -226,6 +226,26 @@ def test_scores_do_not_depend_on_the_number_of_threads():
         np.testing.assert_array_equal(got, one, err_msg=f"{workers} threads")
 
 
+def test_a_pool_worker_scores_with_its_share_of_the_cpus_and_the_preloaded_code():
+    """score_in_pool's workers: set_default_workers gives the calls without `workers` their
+    thread count, and kernels.warm_up loads the machine code a real call uses (the same types:
+    no second specialisation, which would compile for seconds in every worker)."""
+    from demixbench.score import kernels
+
+    kernels.warm_up()
+    rng = np.random.default_rng(6)
+    references = rng.standard_normal((2, 3 * WIN, 2))
+    estimates = references + 0.1 * rng.standard_normal(references.shape)
+    try:
+        bss_eval.set_default_workers(1)
+        assert bss_eval._default_workers() == 1
+        bss_eval_v4(references, estimates, win=WIN, hop=WIN)
+    finally:
+        bss_eval.set_default_workers(None)
+    assert bss_eval._default_workers() >= 1
+    assert len(kernels.frame_energies.signatures) == 1, kernels.frame_energies.signatures
+
+
 def test_block_toeplitz_solver_matches_a_dense_solve():
     """Block Levinson with refinement against np.linalg.solve on random symmetric positive
     definite block-Toeplitz systems (3 systems, 4 x 4 blocks, 64 lags), and the fallback flag

@@ -51,32 +51,31 @@ order of the floating-point operations differs.
 3. Frame energies, pass 2 over the frames. Per frame, the 2M channels are zero-padded to
    NF' >= W + L - 1 points and transformed again (pass-1 spectra are not kept, see memory
    below). Because NF' covers the whole linear convolution, S(f) H(f) is exactly the spectrum
-   of museval's frame-truncated projection, tail included; the filter spectra H_all and H_own
-   map the M reference spectra to P_all and P_own with two small complex GEMMs per bin over a
-   chunk of frames. Per tile of bins, the planes [S, S_hat, P_all, P_own] are laid out
-   contiguously, so e_artif = S_hat - P_all, e_interf = P_all - P_own and e_spat = P_own - S
-   are flat subtractions. The five energies then come out by Parseval (weights 1/NF' at DC and
-   Nyquist, 2/NF' elsewhere); |s|^2 and |s_hat - s|^2 are summed in the time domain, as museval
-   does.
+   of museval's frame-truncated projection, tail included; per bin, the filter spectra map the
+   M reference spectra to P_all (all M) and P_own (the C channels of the own source), and
+   e_artif = S_hat - P_all, e_interf = P_all - P_own, e_spat = P_own - S. The five energies come
+   out by Parseval (weights 1/NF' at DC and Nyquist, 2/NF' elsewhere), all in one compiled loop
+   over the spectra (demixbench.score.kernels, numba); |s|^2 and |s_hat - s|^2 are summed in
+   the time domain, as museval does.
 4. SDR needs no filters (e_spat + e_interf + e_artif = s_hat - s): `sdr_only=True` skips steps
    1-3 and makes a single pass over the input.
 
 Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, bins for the GEMMs);
 in pass 2 each thread takes whole chunks of frames from the time domain to the energies.
-numpy releases the GIL there. The FFTs are numpy's pocketfft, written straight into the
-strided per-bin layout (torch's MKL FFT was used before: about as fast on Intel, slower on AMD,
-and it made every scoring job import torch). A torch version of the whole computation for GPUs
+numpy and the compiled loop release the GIL there. The FFTs are numpy's pocketfft into
+contiguous memory (pass 1 then copies them into its per-bin layout: pocketfft writing that
+strided layout directly is about 1.4x slower; torch's MKL FFT was used before: about as fast
+on Intel, slower on AMD, and it made every scoring job import torch). A torch version of the whole computation for GPUs
 is demixbench.score.bss_eval_torch.
 The per-bin GEMMs are far below OpenBLAS's threading threshold, so BLAS runs single-threaded
-inside the workers (the per-tile energy sums are einsums, not BLAS gemv, which would start BLAS
-threads); the dense fallback solve runs in the calling thread with all BLAS threads. FFT inputs
-are padded in place in reused buffers, and both passes share one scratch for their spectra:
-fresh memory is expensive to first-touch.
+inside the workers; the dense fallback solve runs in the calling thread with all BLAS threads.
+FFT inputs are padded in place in reused buffers, and both passes share one scratch for their
+spectra, asked for transparent huge pages: fresh memory is expensive to first-touch.
 
 Memory is bounded by the chunks, independently of the track length: with 1-s frames at 44.1 kHz
 and 4 stereo sources, 92 MB of pass-1 chunk spectra, or 46 MB per thread in pass 2 (92 MB with
 two threads, 368 MB with eight), a 92 MB pass-1 accumulator,
-46 MB of filter spectra and about 10 MB per thread, so about 0.4 GB on top of the inputs, for a
+29 MB of filter spectra and about 10 MB per thread, so about 0.4 GB on top of the inputs, for a
 30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and its LU copy on the dense
 fallback). The inputs are read in place; estimates shorter than the references are zero-padded
 virtually, not copied. Keeping all pass-1 spectra for pass 2 would save one FFT per channel and
@@ -107,6 +106,7 @@ projections, which reproduces museval's inf/finite outcome but not its finite va
 from __future__ import annotations
 
 import logging
+import mmap
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +147,8 @@ REFINE_STEPS = 6
 BOUNDARY_GROUP = 32
 #: Samples per block in the whole-signal silence check (museval's validation).
 _SILENCE_BLOCK = 1 << 16
+#: Scratch arrays from this size on are asked for transparent huge pages (_huge_page_array).
+_HUGE_PAGE_MIN = 16 << 20
 
 
 def next_fast_len(n: int) -> int:
@@ -167,8 +169,20 @@ def next_fast_len(n: int) -> int:
     return best
 
 
+#: Threads of a call without `workers`: None means the available CPUs (at most 8); a pool of
+#: scoring processes gives each its share (set_default_workers).
+_default_threads: int | None = None
+
+
+def set_default_workers(threads: int | None) -> None:
+    """Threads of the calls of this process that do not say (None: the available CPUs, at most 8).
+    The scores do not depend on the number."""
+    global _default_threads
+    _default_threads = threads
+
+
 def _default_workers() -> int:
-    return max(1, min(available_cpus(), 8))
+    return max(1, _default_threads or min(available_cpus(), 8))
 
 
 def frames(n_samples: int, win: float, hop: float) -> list[tuple[int, int]]:
@@ -270,13 +284,6 @@ class _Signals:
         return False
 
 
-def _rfft(x: np.ndarray, out: np.ndarray) -> None:
-    """Real FFT along the last axis of float64 `x` (..., nf) into complex128 `out` (..., nf//2 + 1),
-    often a strided view. numpy's pocketfft releases the GIL. A contiguous `out` with a
-    transposing copy per tile was tried: the copies cost what the faster FFT saved."""
-    np.fft.rfft(x, axis=-1, out=out)
-
-
 def _parallel(pool: ThreadPoolExecutor | None, fn: Callable, items: Iterable) -> list:
     return list(pool.map(fn, items)) if pool is not None else [fn(item) for item in items]
 
@@ -287,6 +294,22 @@ def _split(n: int, parts: int, step: int = 1) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
 
 
+def _huge_page_array(n_complex: int) -> np.ndarray:
+    """An uninitialised complex array, backed by transparent huge pages where the kernel offers
+    them on request (THP "madvise" mode, common on servers): first-touching 400 MB of 2 MB pages
+    took 0.3-0.5 s instead of 1.2-1.8 s with 4 KB pages on the development VM. Small arrays and
+    systems without madvise get np.empty."""
+    nbytes = n_complex * 16
+    if nbytes < _HUGE_PAGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(n_complex, dtype=complex)
+    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        region.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # THP disabled ("never"): plain pages, as np.empty
+        pass
+    return np.frombuffer(region, dtype=complex, count=n_complex)
+
+
 class _Arena:
     """Bump allocator over one flat buffer that consecutive steps of a call carve their large
     arrays from (fresh memory is slow to first-touch: 0.1-6 s per GB on the development
@@ -294,7 +317,7 @@ class _Arena:
     the buffer is exhausted (or absent)."""
 
     def __init__(self, n_complex: int = 0):
-        self.buffer = np.empty(n_complex, dtype=complex)
+        self.buffer = _huge_page_array(n_complex)
         self.used = 0
 
     def reset(self) -> _Arena:
@@ -369,7 +392,7 @@ def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int =
             sig.fill(seg[0], pos - half, pos)
             sig.fill(seg[1, :, :, half:], pos, pos + half)
             seg[1, :, :, :half] = 0.0
-            _rfft(seg.reshape(2, 2 * m, nf), spec[:, :, k].transpose(0, 2, 1))
+            np.fft.rfft(seg.reshape(2, 2 * m, nf), axis=-1, out=spec[:, :, k].transpose(0, 2, 1))
         u, v = spec
         cross += np.matmul(u[:, :, :m].conj().transpose(0, 2, 1), v)
         cross += np.matmul(v[:, :, :m].conj().transpose(0, 2, 1), u)
@@ -407,6 +430,7 @@ def lag_statistics(
     acc = acc_arena.reset().take((n_bins, 2 * m, 4 * m), float)
     acc[...] = 0.0
     bufs = [np.zeros((2, m, nf)) for _ in range(n_workers)]
+    spectra_out = [np.empty((2 * m, n_bins), dtype=complex) for _ in range(n_workers)]
     tiles = _split(n_bins, n_workers, BIN_TILE)
     scratch = [np.empty((BIN_TILE, 2 * m, 4 * m)) for _ in tiles]
 
@@ -417,7 +441,10 @@ def lag_statistics(
         def spectra(worker: int) -> None:
             for k in range(worker, k_n, n_workers):
                 sig.fill(bufs[worker], these[k], these[k] + block)
-                _rfft(bufs[worker].reshape(2 * m, nf), chunk[k].T)
+                # into contiguous memory, then one transposing copy: pocketfft writing the strided
+                # bin-major layout directly is about 1.4x slower
+                np.fft.rfft(bufs[worker].reshape(2 * m, nf), axis=-1, out=spectra_out[worker])
+                np.copyto(chunk[k].T, spectra_out[worker])
 
         xv = chunk[:k_n].view(float)  # (K, F, 4M), re/im interleaved
 
@@ -605,36 +632,40 @@ def distortion_filters(rr: np.ndarray, re: np.ndarray, n_src: int, n_chan: int) 
     return c_all, c_own
 
 
-def _filter_spectra(c_all: np.ndarray, c_own: np.ndarray, nf: int, arena: _Arena | None = None) -> np.ndarray:
-    """Per-bin maps from the M reference spectra to P_all and P_own: (F, M, 2, M) complex,
-    [f, p, 0, j*C + c] from reference channel p to estimate j channel c, [f, p, 1, j*C + c] the
-    same for the own-source filters (zero unless p is a channel of source j). Viewed as
-    (F, M, 2M), one GEMM per bin gives [P_all | P_own]."""
+def _filter_spectra(
+    c_all: np.ndarray, c_own: np.ndarray, nf: int, arena: _Arena | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin maps from the M reference spectra to P_all and P_own (kernels.frame_energies).
+
+    Returns (h, g): h (F, M, M) complex, [f, p, j*C + c] from reference channel p to estimate j
+    channel c (c_all's taps); g (F, C, M) complex, [f, a, j*C + c] from channel a of reference j
+    to estimate j channel c (c_own's taps)."""
     arena = arena or _Arena()
     m, L, _ = c_all.shape
     n_src, n_chan = c_own.shape[:2]
     n_bins = nf // 2 + 1
-    filt = arena.take((n_bins, m, 2, m))
-    filt[...] = 0.0
+    h = arena.take((n_bins, m, m))
     spectrum = np.fft.rfft(c_all.transpose(0, 2, 1), n=nf, axis=-1, out=arena.take((m, m, n_bins)))
-    filt[:, :, 0] = spectrum.transpose(2, 0, 1)
+    h[...] = spectrum.transpose(2, 0, 1)
+    g = arena.take((n_bins, n_chan, m))
     own = np.fft.rfft(c_own.transpose(0, 1, 3, 2), n=nf, axis=-1, out=arena.take((n_src, n_chan, n_chan, n_bins)))
-    for j in range(n_src):
-        s = slice(j * n_chan, (j + 1) * n_chan)
-        filt[:, s, 1, s] = own[j].transpose(2, 0, 1)
-    return filt
+    g.reshape(n_bins, n_chan, n_src, n_chan)[...] = own.transpose(3, 1, 0, 2)  # [j, a, c, f] -> [f, a, j, c]
+    return h, g
 
 
 def _museval_residual(
-    sig: _Signals, start: int, stop: int, j: int, spectrum: np.ndarray, filt: np.ndarray, nf: int
+    sig: _Signals, start: int, stop: int, j: int, spectrum: np.ndarray, filters: tuple[np.ndarray, np.ndarray], nf: int
 ) -> float:
     """|e_spat + e_interf + e_artif|^2 of source j in one frame, in museval's operation order,
     from this module's projections (used where s_hat == s exactly, where it is rounding residue).
-    spectrum: (F, M) the frame's reference spectra; filt: (F, M, 2, M) from _filter_spectra."""
+    spectrum: (M, F) the frame's reference spectra; filters: (h, g) from _filter_spectra."""
     c, L = sig.n_chan, FILTERS_LEN
+    h, g = filters
     n = stop - start
-    spectra = np.einsum("fp,fpko->fko", spectrum, filt[:, :, :, j * c : (j + 1) * c]).reshape(len(spectrum), 2 * c)
-    proj = np.fft.irfft(spectra, n=nf, axis=0)[: n + L - 1]
+    own = slice(j * c, (j + 1) * c)
+    p_all = np.einsum("pf,fpo->fo", spectrum, h[:, :, own])
+    p_own = np.einsum("af,fao->fo", spectrum[own], g[:, :, own])
+    proj = np.fft.irfft(np.concatenate([p_all, p_own], axis=1), n=nf, axis=0)[: n + L - 1]
     p_all, p_own = proj[:, :c], proj[:, c:]
     s_true = np.zeros((n + L - 1, c))
     s_true[:n] = sig.refs[j, start:stop]
@@ -649,7 +680,7 @@ def _museval_residual(
 def _frame_energies(
     sig: _Signals,
     spans: list[tuple[int, int]],
-    filt: np.ndarray | None,
+    filters: tuple[np.ndarray, np.ndarray] | None,
     nf: int,
     arena: _Arena | None = None,
     pool: ThreadPoolExecutor | None = None,
@@ -657,8 +688,8 @@ def _frame_energies(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame energies, pass 2. Returns (energies (7, J, T), silent (T,) bool) with energies
     |s|^2, |s_hat - s|^2, |P_all|^2, |P_own|^2, |P_own - s|^2, |P_all - P_own|^2, |s_hat - P_all|^2;
-    the last five are NaN when filt is None (SDR only, no FFTs). arena: optional scratch for the
-    chunks of spectra.
+    the last five are NaN when filters is None (SDR only, no FFTs). filters: (h, g) from
+    _filter_spectra. arena: optional scratch for the chunks of spectra.
 
     Frames are independent, so each worker takes whole chunks of frames (every n_workers-th
     chunk) from the time domain to the energies: its spectra stay in its own core's caches and
@@ -670,25 +701,27 @@ def _frame_energies(
     silent = np.zeros(n_frames, dtype=bool)
     n_bins = nf // 2 + 1
     k_max = _frames_per_chunk(n_frames)
-    # chunks[w][k, f] = [S | S_hat] (M each) for frame k of worker w's chunk: one FFT call writes
-    # whole cache lines of each bin's row. Per bin tile, the scratch holds [S | S_hat] and
-    # [P_all | P_own | e_artif | e_interf | e_spat], each (bins, frames, channels) with the
-    # channels contiguous: the per-tile copy moves whole rows, one GEMM per bin gives both
-    # projections, and the subtractions and energy sums run over flat arrays.
     starts = list(range(0, n_frames, k_max))
     n_workers = min(n_workers, len(starts))  # a worker per chunk at most
-    if filt is not None:
-        chunks = (arena or _Arena()).reset().take((n_workers, k_max, n_bins, 2 * m))
-        maps = filt.reshape(n_bins, m, 2 * m)
-    # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
-    # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
-    single = [0, n_bins - 1] if nf % 2 == 0 else [0]
+    if filters is not None:
+        # on use: importing numba and loading the compiled loop take about 0.5 s, which a scoring
+        # job with nothing to score, the SDR-only path and the museval backend do without
+        from demixbench.score import kernels
+
+        # chunks[w][k] = [S | S_hat] (2M, F) for frame k of worker w's chunk, as rfft writes them
+        chunks = (arena or _Arena()).reset().take((n_workers, k_max, 2 * m, n_bins))
+        # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
+        # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
+        weights = np.full(n_bins, 2.0)
+        weights[0] = 1.0
+        if nf % 2 == 0:
+            weights[-1] = 1.0
 
     def work(worker: int) -> None:
         buf, diff = np.zeros((2, m, nf)), np.empty((m, nf))
-        if filt is not None:
+        if filters is not None:
             chunk = chunks[worker]
-            scratch = np.empty(7 * BIN_TILE * k_max * m, dtype=complex)
+            sums = np.empty((k_max, 5, m))
         for first in starts[worker::n_workers]:
             these = range(first, min(first + k_max, n_frames))
             k_n = len(these)
@@ -700,36 +733,18 @@ def _frame_energies(
                 energies[0, :, t] = np.einsum("pn,pn->p", ref, ref).reshape(n_src, n_chan).sum(axis=1)
                 err = np.subtract(buf[1, :, :n], ref, out=diff[:, :n])
                 energies[1, :, t] = np.einsum("pn,pn->p", err, err).reshape(n_src, n_chan).sum(axis=1)
-                if filt is not None:
-                    _rfft(buf.reshape(2 * m, nf), chunk[k].T)
-            if filt is None:
+                if filters is not None:
+                    np.fft.rfft(buf.reshape(2 * m, nf), axis=-1, out=chunk[k])
+            if filters is None:
                 continue
-            sums = np.zeros(k_n * 5 * m * 2)
-            for f0 in range(0, n_bins, BIN_TILE):
-                f1 = min(f0 + BIN_TILE, n_bins)
-                nb = f1 - f0
-                inputs = scratch[: 2 * nb * k_n * m].reshape(nb, k_n, 2, m)
-                z = scratch[2 * nb * k_n * m : 7 * nb * k_n * m].reshape(nb, k_n, 5, m)
-                np.copyto(inputs, chunk[:k_n, f0:f1].transpose(1, 0, 2).reshape(nb, k_n, 2, m))
-                s, s_hat = inputs[:, :, 0], inputs[:, :, 1]
-                p_all, p_own = z[:, :, 0], z[:, :, 1]
-                np.matmul(s, maps[f0:f1], out=z[:, :, :2].reshape(nb, k_n, 2 * m))
-                np.subtract(s_hat, p_all, out=z[:, :, 2])  # e_artif
-                np.subtract(p_all, p_own, out=z[:, :, 3])  # e_interf
-                np.subtract(p_own, s, out=z[:, :, 4])  # e_spat
-                zr = z.view(float).reshape(nb, k_n * 5 * m * 2)
-                # sum over the tile's bins of |.|^2; einsum, not BLAS: gemv of this size would start BLAS threads
-                sums += np.einsum("bk,bk->k", zr, zr)
-                for f in single:
-                    if f0 <= f < f1:
-                        sums -= 0.5 * zr[f - f0] ** 2
-            # (K, [P_all, P_own, e_artif, e_interf, e_spat], J, C, re/im) -> (5, J, K) in `energies` order
-            sums = (sums * (2.0 / nf)).reshape(k_n, 5, n_src, n_chan, 2).sum(axis=(3, 4))[:, [0, 1, 4, 3, 2]]
-            energies[2:, :, first : first + k_n] = sums.transpose(1, 2, 0)
+            kernels.frame_energies(chunk, k_n, *filters, weights, sums)
+            # (K, [P_all, P_own, e_artif, e_interf, e_spat], J*C) -> (5, J, K) in `energies` order
+            per_source = (sums[:k_n] / nf).reshape(k_n, 5, n_src, n_chan).sum(axis=3)[:, [0, 1, 4, 3, 2]]
+            energies[2:, :, first : first + k_n] = per_source.transpose(1, 2, 0)
             for k, t in enumerate(these):
                 for j in np.flatnonzero(energies[1, :, t] == 0):
                     if not silent[t]:
-                        energies[1, j, t] = _museval_residual(sig, *spans[t], j, chunk[k, :, :m], filt, nf)
+                        energies[1, j, t] = _museval_residual(sig, *spans[t], j, chunk[k, :m], filters, nf)
 
     _parallel(pool, work, range(n_workers))
     return energies, silent
@@ -753,7 +768,9 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
         m * 2 * m * bins_stats,
         min(n_workers, -(-n_frames // FRAME_CHUNK)) * _frames_per_chunk(n_frames) * bins * 2 * m,
     )
-    accumulator = max(bins_stats * 4 * m * m, m * m * nf_stats, bins * (3 * m * m + n_src * n_chan * n_chan))
+    accumulator = max(
+        bins_stats * 4 * m * m, m * m * nf_stats, bins * (2 * m * m + n_chan * m + n_src * n_chan * n_chan)
+    )
     return _Arena(spectra), _Arena(accumulator)
 
 
@@ -799,9 +816,9 @@ def bss_eval_v4(
             rr, re = lag_statistics(sig, FILTERS_LEN, arenas, pool, n_workers)
             t1 = time.perf_counter()
             c_all, c_own = distortion_filters(rr, re, sig.n_src, sig.n_chan)
-            filt = _filter_spectra(c_all, c_own, nf, arenas[1].reset())
+            filters = _filter_spectra(c_all, c_own, nf, arenas[1].reset())
             t2 = time.perf_counter()
-            energies, silent = _frame_energies(sig, spans, filt, nf, arenas[0], pool, n_workers)
+            energies, silent = _frame_energies(sig, spans, filters, nf, arenas[0], pool, n_workers)
     s, err, full, own, spat, interf, artif = energies
     sdr = _safe_db(s, err)
     sdr[:, silent] = np.nan

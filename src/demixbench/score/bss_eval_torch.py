@@ -113,9 +113,10 @@ def _lag_statistics(dev: _DeviceSignals, filters_len: int) -> tuple[np.ndarray, 
 
 
 def _frame_energies(
-    dev: _DeviceSignals, spans: list[tuple[int, int]], filt: np.ndarray | None, nf: int
+    dev: _DeviceSignals, spans: list[tuple[int, int]], filters: tuple[np.ndarray, np.ndarray] | None, nf: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As core._frame_energies, on the device: (energies (7, J, T), silent (T,) bool)."""
+    """As core._frame_energies, on the device: (energies (7, J, T), silent (T,) bool).
+    filters: (h, g) from core._filter_spectra."""
     import torch
 
     sig, device = dev.sig, dev.device
@@ -123,9 +124,15 @@ def _frame_energies(
     n_frames, n_bins = len(spans), nf // 2 + 1
     energies = np.full((7, n_src, n_frames), np.nan)
     silent = np.array([sig.silent_in_place(start, stop) for start, stop in spans], dtype=bool)
-    if filt is not None:
-        # (F, M, 2, M) -> (M, 2M, F): from reference channel p to [P_all | P_own] output channel
-        maps = torch.as_tensor(filt.reshape(n_bins, m, 2 * m), device=device).permute(1, 2, 0)
+    if filters is not None:
+        # (M, 2M, F): from reference channel p to [P_all | P_own] output channel
+        h, g = filters
+        maps = np.zeros((m, 2 * m, n_bins), dtype=complex)
+        maps[:, :m] = h.transpose(1, 2, 0)
+        for j in range(n_src):
+            own = slice(j * n_chan, (j + 1) * n_chan)
+            maps[own, m + j * n_chan : m + (j + 1) * n_chan] = g[:, :, own].transpose(1, 2, 0)
+        maps = torch.as_tensor(maps, device=device)
         weight = torch.full((n_bins,), 2.0 / nf, dtype=torch.float64, device=device)
         weight[0] = 1.0 / nf
         if nf % 2 == 0:
@@ -151,7 +158,7 @@ def _frame_energies(
                 ref, est = x[k, 0, :, :length], x[k, 1, :, :length]
                 energies[0, :, first + k] = per_source(torch.sum(ref * ref, dim=-1)[None])[:, 0]
                 energies[1, :, first + k] = per_source(torch.sum((est - ref) ** 2, dim=-1)[None])[:, 0]
-        if filt is None:
+        if filters is None:
             continue
         spectra = torch.fft.rfft(x.reshape(k_n, 2 * m, nf), dim=-1)
         s, s_hat = spectra[:, :m], spectra[:, m:]
@@ -164,8 +171,8 @@ def _frame_energies(
         for k, t in enumerate(these):
             for j in np.flatnonzero(energies[1, :, t] == 0):
                 if not silent[t]:
-                    spectrum = s[k].T.cpu().numpy()
-                    energies[1, j, t] = core._museval_residual(sig, *spans[t], j, spectrum, filt, nf)
+                    spectrum = s[k].cpu().numpy()
+                    energies[1, j, t] = core._museval_residual(sig, *spans[t], j, spectrum, filters, nf)
     return energies, silent
 
 
@@ -194,15 +201,15 @@ def bss_eval_v4_torch(
     width = max(stop - start for start, stop in spans)
     nf = scipy.fft.next_fast_len(width + core.FILTERS_LEN - 1, real=True)
     dev = _DeviceSignals(sig, device)
-    filt = None
+    filters = None
     t1 = t2 = time.perf_counter()
     if not sdr_only:
         rr, re = _lag_statistics(dev, core.FILTERS_LEN)
         t1 = time.perf_counter()
         c_all, c_own = core.distortion_filters(rr, re, sig.n_src, sig.n_chan)
-        filt = core._filter_spectra(c_all, c_own, nf)
+        filters = core._filter_spectra(c_all, c_own, nf)
         t2 = time.perf_counter()
-    energies, silent = _frame_energies(dev, spans, filt, nf)
+    energies, silent = _frame_energies(dev, spans, filters, nf)
     log.debug(
         "bss_eval_v4_torch on %s: %d frames: statistics %.2fs, filters %.2fs, frames %.2fs",
         device,

@@ -48,6 +48,13 @@ def _run_task(track: str, function: Callable[..., Any], args: tuple[Any, ...]) -
     return None
 
 
+def _share_cpus(threads: int) -> None:
+    """A worker's initializer: the fast scorer's default threads in this process."""
+    from demixbench.score.bss_eval import set_default_workers
+
+    set_default_workers(threads)
+
+
 def _outcome(future: Future) -> str | None:
     """A worker's result; a worker that died (killed, out of memory) fails its track."""
     try:
@@ -68,7 +75,9 @@ def score_in_pool(
 
     jobs: worker processes, at most one per task; 1 runs the tasks one after the other in this
     process (no pool to start: what a one-core job or a single track should cost). Workers are
-    forked where the platform does (Linux), so they start with this process's imports.
+    forked where the platform does (Linux), so they start with this process's imports and the
+    fast scorer's compiled loop (loaded here first); each scores with its share of the CPUs as
+    threads.
     ``summary.scored`` comes back sorted.
     """
     summary = summary if summary is not None else ScoreSummary()
@@ -77,7 +86,14 @@ def score_in_pool(
     if jobs == 1:
         _collect(((track, _run_task(track, *task)) for track, task in tasks.items()), summary, bar_options)
     else:
-        with ProcessPoolExecutor(jobs) as pool:
+        from demixbench.devices import available_cpus
+        from demixbench.score import kernels
+
+        kernels.warm_up()  # once here: the forked workers inherit the loaded machine code
+        # each worker scores with its share of the CPUs as threads, not all of them (the scores do
+        # not depend on the thread count)
+        share = max(1, available_cpus() // jobs)
+        with ProcessPoolExecutor(jobs, initializer=_share_cpus, initargs=(share,)) as pool:
             futures = {pool.submit(_run_task, track, *task): track for track, task in tasks.items()}
             _collect(((futures[f], _outcome(f)) for f in as_completed(futures)), summary, bar_options)
     summary.scored.sort()
