@@ -16,7 +16,7 @@ results_of = results/$(or $(shell $(BIN)/python -c 'import sys, yaml; print(yaml
 # The stamp records that the lock was installed; it is rebuilt when the lock or pyproject changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: check-config demo test test-fast lint format dry-run table evaluate ffmpeg venv lock clean-results help slurm-up slurm-down
+.PHONY: check-config demo test test-fast lint format dry-run table evaluate ffmpeg build-tools venv lock clean-results help slurm-up slurm-down
 
 help:
 	@echo "make demo        synthetic MUSDB18 -> trained U-Net, Demucs v1 and their GAN variants (2 seeds) -> results/demo/tables/sdr.md"
@@ -65,7 +65,7 @@ check-config: venv
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py src/demixbench/score/_kernels.c | build-tools
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
@@ -115,6 +115,18 @@ evaluate: venv ffmpeg check-config
 	$(SNAKEMAKE) all --configfile $(CONFIG) --cores $(CORES) --allowed-rules $(EVALUATE_RULES)
 	@echo
 	@cat $(call results_of,$(CONFIG))/tables/sdr.md
+
+# `pip install -e .` compiles the fast scorer's loop (setup.py): a C compiler and Python's headers.
+build-tools:
+	@if command -v cc >/dev/null && $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "installing a C compiler and Python $$version's headers (pip install -e . compiles the scorer's loop)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential python$$version-dev >/dev/null; \
+	else \
+		echo "error: pip install -e . compiles src/demixbench/score/_kernels.c and needs a C compiler (cc) and the headers of $(PYTHON) (Python.h); install them: sudo apt-get install build-essential python3-dev (Debian/Ubuntu), conda install -c conda-forge c-compiler, or xcode-select --install (macOS)" >&2; \
+		exit 1; \
+	fi
 
 # musdb/stempeg (and so museval) refuse to import without ffmpeg and ffprobe on PATH.
 ffmpeg:

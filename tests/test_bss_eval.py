@@ -226,24 +226,41 @@ def test_scores_do_not_depend_on_the_number_of_threads():
         np.testing.assert_array_equal(got, one, err_msg=f"{workers} threads")
 
 
-def test_a_pool_worker_scores_with_its_share_of_the_cpus_and_the_preloaded_code():
+def test_a_pool_worker_scores_with_its_share_of_the_cpus():
     """score_in_pool's workers: set_default_workers gives the calls without `workers` their
-    thread count, and kernels.warm_up loads the machine code a real call uses (the same types:
-    no second specialisation, which would compile for seconds in every worker)."""
-    from demixbench.score import kernels
-
-    kernels.warm_up()
+    thread count."""
     rng = np.random.default_rng(6)
     references = rng.standard_normal((2, 3 * WIN, 2))
     estimates = references + 0.1 * rng.standard_normal(references.shape)
+    expected = np.stack(bss_eval_v4(references, estimates, win=WIN, hop=WIN, workers=2))
     try:
         bss_eval.set_default_workers(1)
         assert bss_eval._default_workers() == 1
-        bss_eval_v4(references, estimates, win=WIN, hop=WIN)
+        got = np.stack(bss_eval_v4(references, estimates, win=WIN, hop=WIN))
     finally:
         bss_eval.set_default_workers(None)
+    np.testing.assert_array_equal(got, expected)
     assert bss_eval._default_workers() >= 1
-    assert len(kernels.frame_energies.signatures) == 1, kernels.frame_energies.signatures
+
+
+def test_the_compiled_loop_checks_its_arguments():
+    """kernels.frame_energies (C) refuses arrays of the wrong layout or shape with a message,
+    instead of reading out of bounds."""
+    from demixbench.score import kernels
+
+    spectra = np.zeros((2, 4, 5), dtype=complex)
+    h, g = np.zeros((5, 2, 2), dtype=complex), np.zeros((5, 1, 2), dtype=complex)
+    weights, out = np.ones(5), np.full((2, 5, 2), np.nan)
+    kernels.frame_energies(spectra, 2, h, g, weights, out)
+    assert np.all(out == 0.0)
+    with pytest.raises(ValueError, match="C-contiguous"):  # numpy refuses to export the buffer
+        kernels.frame_energies(spectra.transpose(0, 2, 1), 2, h, g, weights, out)
+    with pytest.raises(TypeError, match="format"):
+        kernels.frame_energies(spectra.real.copy(), 2, h, g, weights, out)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.frame_energies(spectra, 3, h, g, weights, out)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.frame_energies(spectra, 2, h, g, np.ones(4), out)
 
 
 def test_block_toeplitz_solver_matches_a_dense_solve():

@@ -120,12 +120,13 @@ def rules(smk_files: list[Path] | None = None) -> dict[str, dict]:
 
 
 def expand_code(paths: list[str]) -> set[str]:
-    """code()'s arguments as module files relative to src/demixbench (folders: every module under them)."""
+    """code()'s arguments as source files relative to src/demixbench (folders: every module and C
+    file under them)."""
     files = set()
     for path in paths:
         full = PACKAGE / path
         assert full.exists(), f"code({path!r}): {full} does not exist"
-        files |= {relative(p) for p in full.rglob("*.py")} if full.is_dir() else {path}
+        files |= {relative(p) for p in full.rglob("*") if p.suffix in (".py", ".c")} if full.is_dir() else {path}
     return files
 
 
@@ -212,7 +213,7 @@ def dvc_stages() -> dict[str, dict]:
 
 def deciding(files: set[str]) -> set[str]:
     """Without the packages' docstring-only __init__ files, which a folder in code() includes."""
-    return {name for name in files if not is_docstring_only(PACKAGE / name)}
+    return {name for name in files if not (name.endswith(".py") and is_docstring_only(PACKAGE / name))}
 
 
 def dvc_code(stage_name: str) -> set[str]:

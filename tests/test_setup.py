@@ -1,5 +1,5 @@
-"""Set-up: the ffmpeg check of the Makefile, the pins of the lock and the conda environment, and the
-lint and format checks of `make lint`."""
+"""Set-up: the ffmpeg and build-tools checks of the Makefile, the compiled scorer loop, the pins
+of the lock and the conda environment, and the lint and format checks of `make lint`."""
 
 from __future__ import annotations
 
@@ -33,6 +33,35 @@ def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path
     assert "ffmpeg/ffprobe not found" in errors[0]
     for fix in ("apt-get install ffmpeg", "conda install -c conda-forge ffmpeg", "brew install ffmpeg"):
         assert fix in errors[0]
+
+
+def test_missing_compiler_without_root_stops_with_one_line_naming_the_fix(tmp_path):
+    # A PATH with this Python but no `cc`, and an `id` that says we are not root.
+    fake_id = tmp_path / "id"
+    fake_id.write_text("#!/bin/sh\necho 1000\n")
+    fake_id.chmod(0o755)
+    (tmp_path / "python3").symlink_to(sys.executable)
+    make = shutil.which("make")
+    result = subprocess.run(
+        [make, "--no-print-directory", "-C", str(REPO), "build-tools", f"PYTHON={tmp_path / 'python3'}"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "_kernels.c" in errors[0] and "C compiler" in errors[0]
+    for fix in ("apt-get install build-essential python3-dev", "conda install -c conda-forge c-compiler"):
+        assert fix in errors[0]
+
+
+def test_the_scorer_loop_is_compiled_with_the_package():
+    """`pip install -e .` built the extension (setup.py): the scorer imports it."""
+    from demixbench.score import _kernels
+
+    assert callable(_kernels.frame_energies)
 
 
 def _lock() -> dict[str, str]:

@@ -352,9 +352,13 @@ wildcard_constraints:
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
 
+# Source files of the package: Python modules, and the C of the fast scorer's loop (setup.py).
+CODE_SUFFIXES = (".py", ".c")
+
+
 def code(*paths):
     """Library code that decides a rule's output, as inputs, so that editing it re-runs the rule
-    (and what depends on it). `paths` are modules or stage folders (every module under them)
+    (and what depends on it). `paths` are modules or stage folders (every source file under them)
     relative to src/demixbench. Modules that only log, place files or measure (fileio, logs,
     devices, provenance; separate.apply and score.track where training uses them for validation
     metrics) are left out, so that, e.g., editing the scorer does not retrain the models;
@@ -364,7 +368,11 @@ def code(*paths):
         full = PACKAGE_DIR / path
         if not full.exists():
             raise WorkflowError(f"code(): {full} does not exist")
-        files += sorted(str(module) for module in full.rglob("*.py")) if full.is_dir() else [str(full)]
+        files += (
+            sorted(str(source) for source in full.rglob("*") if source.suffix in CODE_SUFFIXES)
+            if full.is_dir()
+            else [str(full)]
+        )
     return files
 
 

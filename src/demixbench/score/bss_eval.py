@@ -55,7 +55,7 @@ order of the floating-point operations differs.
    M reference spectra to P_all (all M) and P_own (the C channels of the own source), and
    e_artif = S_hat - P_all, e_interf = P_all - P_own, e_spat = P_own - S. The five energies come
    out by Parseval (weights 1/NF' at DC and Nyquist, 2/NF' elsewhere), all in one compiled loop
-   over the spectra (demixbench.score.kernels, numba); |s|^2 and |s_hat - s|^2 are summed in
+   over the spectra (demixbench.score.kernels, in C); |s|^2 and |s_hat - s|^2 are summed in
    the time domain, as museval does.
 4. SDR needs no filters (e_spat + e_interf + e_artif = s_hat - s): `sdr_only=True` skips steps
    1-3 and makes a single pass over the input.
@@ -115,6 +115,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from demixbench.devices import available_cpus
+from demixbench.score import kernels
 
 log = logging.getLogger(__name__)
 
@@ -704,10 +705,6 @@ def _frame_energies(
     starts = list(range(0, n_frames, k_max))
     n_workers = min(n_workers, len(starts))  # a worker per chunk at most
     if filters is not None:
-        # on use: importing numba and loading the compiled loop take about 0.5 s, which a scoring
-        # job with nothing to score, the SDR-only path and the museval backend do without
-        from demixbench.score import kernels
-
         # chunks[w][k] = [S | S_hat] (2M, F) for frame k of worker w's chunk, as rfft writes them
         chunks = (arena or _Arena()).reset().take((n_workers, k_max, 2 * m, n_bins))
         # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the

@@ -75,9 +75,8 @@ def score_in_pool(
 
     jobs: worker processes, at most one per task; 1 runs the tasks one after the other in this
     process (no pool to start: what a one-core job or a single track should cost). Workers are
-    forked where the platform does (Linux), so they start with this process's imports and the
-    fast scorer's compiled loop (loaded here first); each scores with its share of the CPUs as
-    threads.
+    forked where the platform does (Linux), so they start with this process's imports; each
+    scores with its share of the CPUs as threads.
     ``summary.scored`` comes back sorted.
     """
     summary = summary if summary is not None else ScoreSummary()
@@ -87,9 +86,7 @@ def score_in_pool(
         _collect(((track, _run_task(track, *task)) for track, task in tasks.items()), summary, bar_options)
     else:
         from demixbench.devices import available_cpus
-        from demixbench.score import kernels
 
-        kernels.warm_up()  # once here: the forked workers inherit the loaded machine code
         # each worker scores with its share of the CPUs as threads, not all of them (the scores do
         # not depend on the thread count)
         share = max(1, available_cpus() // jobs)
