@@ -65,8 +65,8 @@ in pass 2 each thread takes whole chunks of frames from the time domain to the e
 numpy and the compiled loop release the GIL there. The FFTs are numpy's pocketfft into
 contiguous memory (pass 1 then copies them into its per-bin layout: pocketfft writing that
 strided layout directly is about 1.4x slower; torch's MKL FFT was used before: about as fast
-on Intel, slower on AMD, and it made every scoring job import torch). A torch version of the whole computation for GPUs
-is demixbench.score.bss_eval_torch.
+on Intel, slower on AMD, and it made every scoring job import torch). A torch version of the
+whole computation for GPUs is demixbench.score.bss_eval_torch.
 The per-bin GEMMs are far below OpenBLAS's threading threshold, so BLAS runs single-threaded
 inside the workers; the dense fallback solve runs in the calling thread with all BLAS threads.
 FFT inputs are padded in place in reused buffers, and both passes share one scratch for their
