@@ -64,7 +64,12 @@ def fake_rapl(root: Path, packages: dict[int, tuple[int, int]], extra: bool = Tr
 
 
 def set_energy(root: Path, index: int, value: int) -> None:
-    (root / f"intel-rapl:{index}" / "energy_uj").write_text(f"{value}\n")
+    """A new counter value, replaced atomically as the kernel's sysfs file reads: the meter's
+    sampling thread may read it at any moment, and a write_text in place is empty for a while."""
+    counter = root / f"intel-rapl:{index}" / "energy_uj"
+    staged = counter.with_name("energy_uj.new")
+    staged.write_text(f"{value}\n")
+    staged.replace(counter)
 
 
 # ---- RAPL -------------------------------------------------------------------------------------------
