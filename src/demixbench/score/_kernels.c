@@ -1,6 +1,7 @@
-/* Compiled inner loop of the exact BSS Eval v4 scorer (demixbench.score.bss_eval): pass 2's
- * projections of the reference spectra through the filter spectra and the five Parseval energies
- * per frame, in one sweep over the spectra (see demixbench/score/kernels.py for the contract).
+/* Compiled inner loops of the exact BSS Eval v4 scorer (demixbench.score.bss_eval): pass 1's
+ * sums of cross spectra over the blocks, and pass 2's projections of the reference spectra
+ * through the filter spectra with the five Parseval energies per frame, each one sweep over the
+ * spectra as numpy's rfft writes them (see demixbench/score/kernels.py for the contracts).
  *
  * Built by `pip install` (setup.py); the arrays come in through the buffer protocol (no numpy
  * headers), C-contiguous, and the GIL is released while the loop runs, so the scorer's worker
@@ -14,55 +15,104 @@
 #include <Python.h>
 #include <string.h>
 
-typedef struct {
-    double re, im;
-} cplx;
+/* Bins per tile: the loop runs over LANES adjacent bins at once, one SIMD lane each. */
+#define LANES 8
+/* Tiles per block of the loop over bins (see frame_energies_loop). */
+#define BLOCK_TILES 32
 
-static void frame_energies_loop(const cplx *spectra, Py_ssize_t n_frames, Py_ssize_t n_bins, Py_ssize_t m,
-                                Py_ssize_t n_chan, const cplx *h, const cplx *g, const double *weights,
-                                double *out, double *scratch) {
-    /* spectra (K, 2M, F); h (F, M, M); g (F, C, M); weights (F,); out (K, 5, M) zeroed;
-     * scratch: 6M doubles (the frame's spectra at one bin, and P_all). */
-    double *s_re = scratch, *s_im = scratch + 2 * m, *pa_re = scratch + 4 * m, *pa_im = scratch + 5 * m;
-    for (Py_ssize_t f = 0; f < n_bins; f++) {
-        const double w = weights[f];
-        const cplx *hf = h + f * m * m, *gf = g + f * n_chan * m;
-        for (Py_ssize_t k = 0; k < n_frames; k++) {
-            const cplx *x = spectra + k * 2 * m * n_bins + f;
+/* One clone per x86-64 vector width, picked at load time (GCC/clang ifunc): a module built on one
+ * machine runs at its best on another. The clones compute the same numbers: every lane does the
+ * same IEEE operations in the same order, and no multiply-add is fused (-ffp-contract=off). */
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef VECTOR_CLONES
+#define VECTOR_CLONES
+#endif
+
+/* LANES doubles, one SIMD vector with AVX-512 (two with AVX2, four with SSE2): GCC/clang vector
+ * extensions, so each operation below is exactly the IEEE operation it states, lane by lane (no
+ * pattern matching into fused or add-sub instructions, which GCC 12's auto-vectoriser did even
+ * with -ffp-contract=off). */
+typedef double vec __attribute__((vector_size(LANES * sizeof(double))));
+
+__attribute__((always_inline)) static inline vec load(const double *p) {
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+__attribute__((always_inline)) static inline void store(double *p, vec v) { memcpy(p, &v, sizeof v); }
+
+VECTOR_CLONES
+static void frame_energies_loop(const double *spectra, Py_ssize_t n_frames, Py_ssize_t n_bins, Py_ssize_t m,
+                                Py_ssize_t n_chan, const double *h, const double *g, const double *weights,
+                                double *out, double *lanes) {
+    /* spectra (K, 2M, F) complex as (re, im) pairs; h (T, M, M, 2, LANES) and g (T, C, M, 2, LANES):
+     * per tile of LANES bins, the real parts of the LANES bins, then their imaginary parts;
+     * weights (T, LANES), 0 beyond the last bin; out (K, 5, M); lanes (K, 5, M, LANES) zeroed:
+     * each bin's energy goes to the accumulator of its lane, bin f to lane f % LANES. */
+    const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
+    vec s_re[2 * m], s_im[2 * m];
+    double tail[2 * LANES];
+    /* Blocks of tiles, frame by frame within a block: each frame's spectra are read in runs of
+     * BLOCK_TILES * LANES bins per channel (few, long streams for the prefetcher), and the
+     * block's filters stay in cache for all the frames of the chunk. */
+    for (Py_ssize_t block = 0; block < n_tiles; block += BLOCK_TILES)
+    for (Py_ssize_t k = 0; k < n_frames; k++)
+    for (Py_ssize_t t = block; t < block + BLOCK_TILES && t < n_tiles; t++) {
+        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
+        const double *ht = h + t * m * m * 2 * LANES, *gt = g + t * n_chan * m * 2 * LANES;
+        const vec w = load(weights + t * LANES);
+        {
             for (Py_ssize_t p = 0; p < 2 * m; p++) {
-                s_re[p] = x[p * n_bins].re;
-                s_im[p] = x[p * n_bins].im;
-            }
-            for (Py_ssize_t o = 0; o < m; o++) pa_re[o] = pa_im[o] = 0.0;
-            for (Py_ssize_t p = 0; p < m; p++) {
-                const double a = s_re[p], b = s_im[p];
-                const cplx *row = hf + p * m;
-                for (Py_ssize_t o = 0; o < m; o++) {
-                    pa_re[o] += a * row[o].re - b * row[o].im;
-                    pa_im[o] += a * row[o].im + b * row[o].re;
+                const double *x = spectra + 2 * ((k * 2 * m + p) * n_bins + f0);
+                if (valid < LANES) { /* the last tile: zeros (and zero weights) past the last bin */
+                    memset(tail, 0, sizeof tail);
+                    memcpy(tail, x, 2 * valid * sizeof(double));
+                    x = tail;
                 }
+                const vec lo = load(x), hi = load(x + LANES);
+                s_re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+                s_im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
             }
-            double *e = out + k * 5 * m;
+            double *e = lanes + k * 5 * m * LANES;
             for (Py_ssize_t o = 0; o < m; o++) {
-                const Py_ssize_t first = (o / n_chan) * n_chan; /* channel 0 of o's own reference */
-                double own_re = 0.0, own_im = 0.0;
-                for (Py_ssize_t c = 0; c < n_chan; c++) {
-                    const double a = s_re[first + c], b = s_im[first + c];
-                    const cplx v = gf[c * m + o];
-                    own_re += a * v.re - b * v.im;
-                    own_im += a * v.im + b * v.re;
+                vec all_re = {0.0}, all_im = {0.0}, own_re = {0.0}, own_im = {0.0};
+                for (Py_ssize_t p = 0; p < m; p++) {
+                    const double *hp = ht + (p * m + o) * 2 * LANES;
+                    const vec hr = load(hp), hi = load(hp + LANES);
+                    all_re += s_re[p] * hr - s_im[p] * hi;
+                    all_im += s_re[p] * hi + s_im[p] * hr;
                 }
-                const double all_re = pa_re[o], all_im = pa_im[o];
-                const double artif_re = s_re[m + o] - all_re, artif_im = s_im[m + o] - all_im;
-                const double interf_re = all_re - own_re, interf_im = all_im - own_im;
-                const double spat_re = own_re - s_re[o], spat_im = own_im - s_im[o];
-                e[0 * m + o] += w * (all_re * all_re + all_im * all_im);
-                e[1 * m + o] += w * (own_re * own_re + own_im * own_im);
-                e[2 * m + o] += w * (artif_re * artif_re + artif_im * artif_im);
-                e[3 * m + o] += w * (interf_re * interf_re + interf_im * interf_im);
-                e[4 * m + o] += w * (spat_re * spat_re + spat_im * spat_im);
+                const Py_ssize_t first = (o / n_chan) * n_chan; /* channel 0 of o's own reference */
+                for (Py_ssize_t c = 0; c < n_chan; c++) {
+                    const double *gp = gt + (c * m + o) * 2 * LANES;
+                    const vec gr = load(gp), gi = load(gp + LANES);
+                    own_re += s_re[first + c] * gr - s_im[first + c] * gi;
+                    own_im += s_re[first + c] * gi + s_im[first + c] * gr;
+                }
+                const vec artif_re = s_re[m + o] - all_re, artif_im = s_im[m + o] - all_im;
+                const vec interf_re = all_re - own_re, interf_im = all_im - own_im;
+                const vec spat_re = own_re - s_re[o], spat_im = own_im - s_im[o];
+                const vec energy[5] = {
+                    all_re * all_re + all_im * all_im,       own_re * own_re + own_im * own_im,
+                    artif_re * artif_re + artif_im * artif_im, interf_re * interf_re + interf_im * interf_im,
+                    spat_re * spat_re + spat_im * spat_im,
+                };
+                for (int i = 0; i < 5; i++) {
+                    double *acc = e + (i * m + o) * LANES;
+                    store(acc, load(acc) + w * energy[i]);
+                }
             }
         }
+    }
+    /* the lanes' sums, in a fixed tree */
+    for (Py_ssize_t i = 0; i < n_frames * 5 * m; i++) {
+        const double *a = lanes + i * LANES;
+        out[i] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     }
 }
 
@@ -85,30 +135,33 @@ static PyObject *frame_energies(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OnOOOO", &o_spectra, &n_frames, &o_h, &o_g, &o_weights, &o_out)) return NULL;
     Py_buffer spectra, h, g, weights, out;
     if (get_array(o_spectra, &spectra, 3, "Zd", 0, "spectra") < 0) return NULL;
-    if (get_array(o_h, &h, 3, "Zd", 0, "h") < 0) goto fail_h;
-    if (get_array(o_g, &g, 3, "Zd", 0, "g") < 0) goto fail_g;
-    if (get_array(o_weights, &weights, 1, "d", 0, "weights") < 0) goto fail_w;
+    if (get_array(o_h, &h, 5, "d", 0, "h") < 0) goto fail_h;
+    if (get_array(o_g, &g, 5, "d", 0, "g") < 0) goto fail_g;
+    if (get_array(o_weights, &weights, 2, "d", 0, "weights") < 0) goto fail_w;
     if (get_array(o_out, &out, 3, "d", 1, "out") < 0) goto fail_o;
 
     const Py_ssize_t n_bins = spectra.shape[2], m = h.shape[1], n_chan = g.shape[1];
-    if (spectra.shape[1] != 2 * m || h.shape[0] != n_bins || h.shape[2] != m || g.shape[0] != n_bins ||
-        g.shape[2] != m || n_chan < 1 || m % n_chan != 0 || weights.shape[0] != n_bins || out.shape[1] != 5 ||
-        out.shape[2] != m || n_frames < 0 || n_frames > spectra.shape[0] || n_frames > out.shape[0]) {
-        PyErr_SetString(PyExc_ValueError,
-                        "frame_energies: shapes do not fit: spectra (K, 2M, F), h (F, M, M), g (F, C, M), "
-                        "weights (F,), out (K, 5, M), 0 <= n_frames <= K");
+    const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
+    if (spectra.shape[1] != 2 * m || h.shape[0] != n_tiles || h.shape[2] != m || h.shape[3] != 2 ||
+        h.shape[4] != LANES || g.shape[0] != n_tiles || g.shape[2] != m || g.shape[3] != 2 || g.shape[4] != LANES ||
+        n_chan < 1 || m % n_chan != 0 || weights.shape[0] != n_tiles || weights.shape[1] != LANES ||
+        out.shape[1] != 5 || out.shape[2] != m || n_frames < 0 || n_frames > spectra.shape[0] ||
+        n_frames > out.shape[0]) {
+        PyErr_Format(PyExc_ValueError,
+                     "frame_energies: shapes do not fit: spectra (K, 2M, F), h (T, M, M, 2, %d), g (T, C, M, 2, %d), "
+                     "weights (T, %d), out (K, 5, M), T = ceil(F / %d), 0 <= n_frames <= K",
+                     LANES, LANES, LANES, LANES);
         goto fail;
     }
-    double *scratch = PyMem_RawMalloc(6 * (size_t)(m > 0 ? m : 1) * sizeof(double));
-    if (scratch == NULL) {
+    double *lanes = PyMem_RawCalloc((size_t)(n_frames > 0 ? n_frames : 1) * 5 * m * LANES, sizeof(double));
+    if (lanes == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
     Py_BEGIN_ALLOW_THREADS
-    memset(out.buf, 0, (size_t)n_frames * 5 * m * sizeof(double));
-    frame_energies_loop(spectra.buf, n_frames, n_bins, m, n_chan, h.buf, g.buf, weights.buf, out.buf, scratch);
+    if (m > 0) frame_energies_loop(spectra.buf, n_frames, n_bins, m, n_chan, h.buf, g.buf, weights.buf, out.buf, lanes);
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(scratch);
+    PyMem_RawFree(lanes);
     PyBuffer_Release(&out);
     PyBuffer_Release(&weights);
     PyBuffer_Release(&g);
@@ -129,14 +182,91 @@ fail_h:
     return NULL;
 }
 
+/* Pass 1: acc[t, p, q] += sum over the frames of conj(X_p) X_q, for the tiles [t0, t1). */
+VECTOR_CLONES
+static void cross_spectra_loop(const double *spectra, Py_ssize_t n_frames, Py_ssize_t n_bins, Py_ssize_t m,
+                               Py_ssize_t t0, Py_ssize_t t1, double *acc) {
+    /* spectra (K, 2M, F) complex as (re, im) pairs, as in frame_energies_loop; acc (T, M, 2M, 2,
+     * LANES): per tile, reference p, channel q (M references, then M estimates), the real parts
+     * of the tile's bins, then the imaginary parts. Only q >= p is computed: the block of two
+     * references is Hermitian (the caller fills its lower half). */
+    const Py_ssize_t m2 = 2 * m;
+    vec x_re[m2], x_im[m2];
+    double tail[2 * LANES];
+    for (Py_ssize_t block = t0; block < t1; block += BLOCK_TILES)
+    for (Py_ssize_t k = 0; k < n_frames; k++)
+    for (Py_ssize_t t = block; t < block + BLOCK_TILES && t < t1; t++) {
+        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
+        for (Py_ssize_t p = 0; p < m2; p++) {
+            const double *x = spectra + 2 * ((k * m2 + p) * n_bins + f0);
+            if (valid < LANES) {
+                memset(tail, 0, sizeof tail);
+                memcpy(tail, x, 2 * valid * sizeof(double));
+                x = tail;
+            }
+            const vec lo = load(x), hi = load(x + LANES);
+            x_re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+            x_im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+        }
+        double *a = acc + t * m * m2 * 2 * LANES;
+        for (Py_ssize_t p = 0; p < m; p++) {
+            for (Py_ssize_t q = p; q < m2; q++) {
+                double *cell = a + (p * m2 + q) * 2 * LANES;
+                store(cell, load(cell) + (x_re[p] * x_re[q] + x_im[p] * x_im[q]));
+                store(cell + LANES, load(cell + LANES) + (x_re[p] * x_im[q] - x_im[p] * x_re[q]));
+            }
+        }
+    }
+}
+
+static PyObject *cross_spectra(PyObject *self, PyObject *args) {
+    PyObject *o_spectra, *o_acc;
+    Py_ssize_t n_frames, t0, t1;
+    if (!PyArg_ParseTuple(args, "OnOnn", &o_spectra, &n_frames, &o_acc, &t0, &t1)) return NULL;
+    Py_buffer spectra, acc;
+    if (get_array(o_spectra, &spectra, 3, "Zd", 0, "spectra") < 0) return NULL;
+    if (get_array(o_acc, &acc, 5, "d", 1, "acc") < 0) {
+        PyBuffer_Release(&spectra);
+        return NULL;
+    }
+    const Py_ssize_t n_bins = spectra.shape[2], m = acc.shape[1];
+    const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
+    if (acc.shape[0] != n_tiles || spectra.shape[1] != 2 * m || acc.shape[2] != 2 * m || acc.shape[3] != 2 ||
+        acc.shape[4] != LANES || n_frames < 0 || n_frames > spectra.shape[0] || t0 < 0 || t1 < t0 || t1 > n_tiles) {
+        PyErr_Format(PyExc_ValueError,
+                     "cross_spectra: shapes do not fit: spectra (K, 2M, F), acc (T, M, 2M, 2, %d), "
+                     "T = ceil(F / %d), 0 <= n_frames <= K, 0 <= t0 <= t1 <= T",
+                     LANES, LANES);
+        PyBuffer_Release(&acc);
+        PyBuffer_Release(&spectra);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (m > 0) cross_spectra_loop(spectra.buf, n_frames, n_bins, m, t0, t1, acc.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&spectra);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"frame_energies", frame_energies, METH_VARARGS,
      "frame_energies(spectra, n_frames, h, g, weights, out): pass 2's Parseval energies of a chunk "
      "of frames (see demixbench.score.kernels)."},
+    {"cross_spectra", cross_spectra, METH_VARARGS,
+     "cross_spectra(spectra, n_frames, acc, t0, t1): pass 1's sums of cross spectra over a chunk of "
+     "frames, for tiles t0..t1 (see demixbench.score.kernels)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Compiled inner loop of the fast scorer.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Compiled inner loops of the fast scorer.", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) {
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL && PyModule_AddIntConstant(mod, "LANES", LANES) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}

@@ -127,14 +127,11 @@ EPS = np.finfo(float).eps
 #: length >= FILTERS_LEN - 1 gives the same statistics, 45000 = 2^3 3^2 5^4 is a fast FFT size.
 STATS_NFFT = 45000
 #: Blocks of a pass-1 chunk: they set pass 1's memory (CHUNK_FRAMES * 2M * (NF/2 + 1) complex
-#: values) and the size of its per-bin GEMMs.
+#: values); the threads transform a chunk's blocks, then share its bins for the cross spectra.
 CHUNK_FRAMES = 16
-#: Frames of a pass-2 chunk (each thread holds one), whatever the number of threads: the shapes
-#: of the per-bin GEMMs decide their rounding, and the scores must not depend on the CPU count
-#: (tests/test_bss_eval.py). 8 frames cost no time against 16 in a 1-minute track.
+#: Frames of a pass-2 chunk (each thread holds one): the compiled loop reads each bin's filters
+#: once per chunk. A constant, so the work is split the same way whatever the number of threads.
 FRAME_CHUNK = 8
-#: Bins per tile of the per-bin GEMMs and energy sums: keeps the temporaries in L2 cache.
-BIN_TILE = 128
 #: Above this lower bound on cond(G + eps*I), the dense LU solve replaces block Levinson outright.
 COND_LIMIT = 1e10
 #: Relative residual |b - G x| / |b| that block Levinson plus refinement must reach (a dense
@@ -342,30 +339,29 @@ def _circular_to_lags(circ: np.ndarray, lags: int) -> np.ndarray:
 
 
 def _products_to_lags(
-    acc: np.ndarray, nf: int, lags: int, arenas: tuple[_Arena, _Arena], pool: ThreadPoolExecutor | None, n_workers: int
+    acc: np.ndarray,
+    n_bins: int,
+    nf: int,
+    lags: int,
+    arenas: tuple[_Arena, _Arena],
+    pool: ThreadPoolExecutor | None,
+    n_workers: int,
 ) -> np.ndarray:
     """Pass-1 accumulator -> whole-signal correlations within blocks.
 
-    acc: (F, 2M, 4M) sums over blocks of products of real/imaginary parts, acc[f, 2p + a, 2q + b]
-    = sum of part a of X_p(f) times part b of X_q(f) (a, b: 0 real, 1 imaginary; they come from
-    real GEMMs on re/im-interleaved spectra, which need no conjugated copy), p the M references,
-    q all 2M channels. Returns (M, 2M, 2 lags - 1), [p, q, lags - 1 + tau] = the sum over blocks
-    of sum_n x_p(n) x_q(n + tau) (exact: nf covers the linear lags). The cross spectra are built
-    in arenas[0], their inverse FFTs go to arenas[1] over the consumed accumulator.
+    acc: kernels.cross_spectra's sums over blocks of conj(X_p(f)) X_q(f), p the M references, q
+    all 2M channels, in tiles of bins. Returns (M, 2M, 2 lags - 1), [p, q, lags - 1 + tau] = the
+    sum over blocks of sum_n x_p(n) x_q(n + tau) (exact: nf covers the linear lags). The cross
+    spectra are unpacked into arenas[0], their inverse FFTs go to arenas[1] over the consumed
+    accumulator.
     """
-    n_bins, m, m2 = acc.shape[0], acc.shape[1] // 2, acc.shape[2] // 2
-    parts = acc.transpose(1, 2, 0)
-    cross = arenas[0].reset().take((m, m2, n_bins))  # sum of conj(X_p) X_q
+    m = acc.shape[1]
+    cross = arenas[0].reset().take((m, 2 * m, n_bins))  # sum of conj(X_p) X_q
     rows = _split(m, n_workers)
-
-    def combine(r: range) -> None:
-        re_re, im_im = parts[2 * r.start : 2 * r.stop : 2, 0::2], parts[2 * r.start + 1 : 2 * r.stop : 2, 1::2]
-        re_im, im_re = parts[2 * r.start : 2 * r.stop : 2, 1::2], parts[2 * r.start + 1 : 2 * r.stop : 2, 0::2]
-        np.add(re_re, im_im, out=cross.real[r.start : r.stop])
-        np.subtract(re_im, im_re, out=cross.imag[r.start : r.stop])
-
-    _parallel(pool, combine, rows)
-    circ = arenas[1].reset().take((m, m2, nf), float)
+    _parallel(pool, lambda r: kernels.unpack_cross_spectra(acc, n_bins, cross, r), rows)
+    for p in range(1, m):  # the Hermitian half of the reference block
+        np.conjugate(cross[:p, p], out=cross[p, :p])
+    circ = arenas[1].reset().take((m, 2 * m, nf), float)
     _parallel(pool, lambda r: np.fft.irfft(cross[r.start : r.stop], n=nf, axis=-1, out=circ[r.start : r.stop]), rows)
     return _circular_to_lags(circ, lags)
 
@@ -425,15 +421,12 @@ def lag_statistics(
     block, nf, k_max = _stats_layout(n_samples, L)
     n_bins = nf // 2 + 1
     starts = list(range(0, n_samples, block))
-    # chunk[k, f] = [X_0(f) .. X_{M-1}(f) | Y_0(f) .. Y_{M-1}(f)] for block k: per bin, the
-    # (blocks x channels) matrix is a strided BLAS operand
-    chunk = chunk_arena.reset().take((k_max, n_bins, 2 * m))
-    acc = acc_arena.reset().take((n_bins, 2 * m, 4 * m), float)
+    # chunk[k] = [X_0 .. X_{M-1} | Y_0 .. Y_{M-1}] (2M, F) for block k, as rfft writes it
+    chunk = chunk_arena.reset().take((k_max, 2 * m, n_bins))
+    acc = acc_arena.reset().take((kernels.n_tiles(n_bins), m, 2 * m, 2, kernels.LANES), float)
     acc[...] = 0.0
     bufs = [np.zeros((2, m, nf)) for _ in range(n_workers)]
-    spectra_out = [np.empty((2 * m, n_bins), dtype=complex) for _ in range(n_workers)]
-    tiles = _split(n_bins, n_workers, BIN_TILE)
-    scratch = [np.empty((BIN_TILE, 2 * m, 4 * m)) for _ in tiles]
+    tiles = _split(kernels.n_tiles(n_bins), n_workers)
 
     for first in range(0, len(starts), k_max):
         these = starts[first : first + k_max]
@@ -442,25 +435,12 @@ def lag_statistics(
         def spectra(worker: int) -> None:
             for k in range(worker, k_n, n_workers):
                 sig.fill(bufs[worker], these[k], these[k] + block)
-                # into contiguous memory, then one transposing copy: pocketfft writing the strided
-                # bin-major layout directly is about 1.4x slower
-                np.fft.rfft(bufs[worker].reshape(2 * m, nf), axis=-1, out=spectra_out[worker])
-                np.copyto(chunk[k].T, spectra_out[worker])
-
-        xv = chunk[:k_n].view(float)  # (K, F, 4M), re/im interleaved
-
-        def products(tile: int) -> None:
-            bins = tiles[tile]
-            for f0 in range(bins.start, bins.stop, BIN_TILE):
-                f1 = min(f0 + BIN_TILE, bins.stop)
-                prod = scratch[tile][: f1 - f0]
-                np.matmul(xv[:, f0:f1, : 2 * m].transpose(1, 2, 0), xv[:, f0:f1].transpose(1, 0, 2), out=prod)
-                acc[f0:f1] += prod
+                np.fft.rfft(bufs[worker].reshape(2 * m, nf), axis=-1, out=chunk[k])
 
         _parallel(pool, spectra, range(n_workers))
-        _parallel(pool, products, range(len(tiles)))
-    bufs = scratch = chunk = None  # pass 1's buffers are freed before pass 2 allocates its own
-    corr = _products_to_lags(acc, nf, L, (chunk_arena, acc_arena), pool, n_workers)
+        _parallel(pool, lambda part: kernels.cross_spectra(chunk, k_n, acc, part), tiles)
+    bufs = chunk = None  # pass 1's buffers are freed before pass 2 allocates its own
+    corr = _products_to_lags(acc, n_bins, nf, L, (chunk_arena, acc_arena), pool, n_workers)
     if len(starts) > 1 and L > 1:
         # groups of a fixed size, summed in order: the result must not depend on the thread count
         bounds = starts[1:]
@@ -686,11 +666,13 @@ def _frame_energies(
     arena: _Arena | None = None,
     pool: ThreadPoolExecutor | None = None,
     n_workers: int = 1,
+    filter_arena: _Arena | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame energies, pass 2. Returns (energies (7, J, T), silent (T,) bool) with energies
     |s|^2, |s_hat - s|^2, |P_all|^2, |P_own|^2, |P_own - s|^2, |P_all - P_own|^2, |s_hat - P_all|^2;
     the last five are NaN when filters is None (SDR only, no FFTs). filters: (h, g) from
-    _filter_spectra. arena: optional scratch for the chunks of spectra.
+    _filter_spectra. arena: optional scratch for the chunks of spectra; filter_arena: for the
+    filters packed for the compiled loop (kernels.pack_filters).
 
     Frames are independent, so each worker takes whole chunks of frames (every n_workers-th
     chunk) from the time domain to the energies: its spectra stay in its own core's caches and
@@ -713,6 +695,8 @@ def _frame_energies(
         weights[0] = 1.0
         if nf % 2 == 0:
             weights[-1] = 1.0
+        take = (lambda shape: filter_arena.take(shape, float)) if filter_arena else None
+        packed = kernels.pack_filters(*filters, weights, take)
 
     def work(worker: int) -> None:
         buf, diff = np.zeros((2, m, nf)), np.empty((m, nf))
@@ -734,7 +718,7 @@ def _frame_energies(
                     np.fft.rfft(buf.reshape(2 * m, nf), axis=-1, out=chunk[k])
             if filters is None:
                 continue
-            kernels.frame_energies(chunk, k_n, *filters, weights, sums)
+            kernels.frame_energies(chunk, k_n, *packed, sums)
             # (K, [P_all, P_own, e_artif, e_interf, e_spat], J*C) -> (5, J, K) in `energies` order
             per_source = (sums[:k_n] / nf).reshape(k_n, 5, n_src, n_chan).sum(axis=3)[:, [0, 1, 4, 3, 2]]
             energies[2:, :, first : first + k_n] = per_source.transpose(1, 2, 0)
@@ -756,7 +740,8 @@ def _frames_per_chunk(n_frames: int) -> int:
 def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Arena, _Arena]:
     """The two scratch buffers of a full computation, sized for what the steps carve from them
     in turn: [pass-1 chunk, then summed cross spectra; the workers' pass-2 chunks] and [pass-1
-    accumulator, then correlations; filter spectra (kept through pass 2)]. In complex elements."""
+    accumulator, then correlations; filter spectra and their packed copy (kept through pass 2)].
+    In complex elements."""
     m, n_src, n_chan = sig.m, sig.n_src, sig.n_chan
     _, nf_stats, k_stats = _stats_layout(sig.n_samples, FILTERS_LEN)
     bins_stats, bins = nf_stats // 2 + 1, nf // 2 + 1
@@ -765,8 +750,11 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
         m * 2 * m * bins_stats,
         min(n_workers, -(-n_frames // FRAME_CHUNK)) * _frames_per_chunk(n_frames) * bins * 2 * m,
     )
+    packed = kernels.n_tiles(bins) * kernels.LANES * (m * m + n_chan * m + 1)  # kernels.pack_filters
     accumulator = max(
-        bins_stats * 4 * m * m, m * m * nf_stats, bins * (2 * m * m + n_chan * m + n_src * n_chan * n_chan)
+        kernels.n_tiles(bins_stats) * kernels.LANES * 2 * m * m,  # kernels.cross_spectra
+        m * m * nf_stats,
+        bins * (2 * m * m + n_chan * m + n_src * n_chan * n_chan) + packed,
     )
     return _Arena(spectra), _Arena(accumulator)
 
@@ -815,7 +803,7 @@ def bss_eval_v4(
             c_all, c_own = distortion_filters(rr, re, sig.n_src, sig.n_chan)
             filters = _filter_spectra(c_all, c_own, nf, arenas[1].reset())
             t2 = time.perf_counter()
-            energies, silent = _frame_energies(sig, spans, filters, nf, arenas[0], pool, n_workers)
+            energies, silent = _frame_energies(sig, spans, filters, nf, arenas[0], pool, n_workers, arenas[1])
     s, err, full, own, spat, interf, artif = energies
     sdr = _safe_db(s, err)
     sdr[:, silent] = np.nan
