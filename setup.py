@@ -1,4 +1,4 @@
-"""The one compiled part of demixbench: the fast scorer's pass-2 loop (src/demixbench/score/_kernels.c).
+"""The one compiled part of demixbench: the fast scorer's inner loops (src/demixbench/score/_kernels.c).
 Everything else is in pyproject.toml. Needs a C compiler and Python's headers (Debian:
 build-essential python3-dev; `make venv` checks)."""
 

@@ -318,6 +318,40 @@ def test_the_compiled_cross_spectra_match_their_definition(n_bins):
         kernels.cross_spectra(np.ascontiguousarray(spectra), k, acc, range(0, tiles + 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_framing_matches_numpy(dtype):
+    """kernels.frame_rows reads strided (sources, samples, channels) views in place, and
+    kernels.frame_power sums |s|^2 and |s_hat - s|^2 over the frame (lengths around its LANES)."""
+    from demixbench.score import kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 50, 5)).astype(dtype)[:, 5:45, ::2]  # (3, 40, 3), strided on every axis
+    assert kernels.framed_dtype(x) and not kernels.framed_dtype(x.astype(np.int16))
+    rows = np.full((2, 9, 24), np.nan)
+    kernels.frame_rows(x, 7, 20, rows[0])
+    kernels.frame_rows(x, 10, 13, rows[1])
+    for r, (start, n) in zip(rows, [(7, 20), (10, 13)], strict=True):
+        np.testing.assert_array_equal(r[:, :n], x[:, start : start + n].transpose(0, 2, 1).reshape(9, n))
+        assert np.all(r[:, n:] == 0.0)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.frame_rows(x, 30, 20, rows[0])  # past the end of x
+    for n in (0, 5, 8, 13, 24):
+        power = np.empty((2, 9))
+        kernels.frame_power(rows, n, power)
+        np.testing.assert_allclose(power[0], np.sum(rows[0, :, :n] ** 2, axis=1), rtol=1e-14)
+        np.testing.assert_allclose(power[1], np.sum((rows[1, :, :n] - rows[0, :, :n]) ** 2, axis=1), rtol=1e-14)
+
+
+def test_other_dtypes_are_framed_by_numpy():
+    """int16 inputs (not framed in C) give the scores of the same samples as float64."""
+    rng = np.random.default_rng(4)
+    references = (rng.standard_normal((2, 3 * WIN, 2)) * 3000).astype(np.int16)
+    estimates = (references + rng.standard_normal(references.shape) * 300).astype(np.int16)
+    as_int = np.stack(bss_eval_v4(references, estimates, win=WIN, hop=WIN))
+    as_float = np.stack(bss_eval_v4(references.astype(float), estimates.astype(float), win=WIN, hop=WIN))
+    np.testing.assert_allclose(as_int, as_float, rtol=0, atol=1e-9)
+
+
 def test_block_toeplitz_solver_matches_a_dense_solve():
     """Block Levinson with refinement against np.linalg.solve on random symmetric positive
     definite block-Toeplitz systems (3 systems, 4 x 4 blocks, 64 lags), and the fallback flag

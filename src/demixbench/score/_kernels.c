@@ -249,6 +249,114 @@ static PyObject *cross_spectra(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Framing: rows[j * C + c, i] = x[j, start + i, c] as double for i < n, zeros after; x (J, N, C)
+ * float32 or float64 with any strides (in bytes). */
+static void frame_rows_loop(const char *x, int is_float, Py_ssize_t n_src, Py_ssize_t n_chan, const Py_ssize_t *strides,
+                            Py_ssize_t start, Py_ssize_t n, double *rows, Py_ssize_t width) {
+    for (Py_ssize_t j = 0; j < n_src; j++) {
+        for (Py_ssize_t c = 0; c < n_chan; c++) {
+            double *row = rows + (j * n_chan + c) * width;
+            const char *src = x + j * strides[0] + start * strides[1] + c * strides[2];
+            const Py_ssize_t step = strides[1];
+            if (is_float)
+                for (Py_ssize_t i = 0; i < n; i++) row[i] = *(const float *)(src + i * step);
+            else
+                for (Py_ssize_t i = 0; i < n; i++) row[i] = *(const double *)(src + i * step);
+            memset(row + n, 0, (size_t)(width - n) * sizeof(double));
+        }
+    }
+}
+
+static PyObject *frame_rows(PyObject *self, PyObject *args) {
+    PyObject *o_x, *o_rows;
+    Py_ssize_t start, n;
+    if (!PyArg_ParseTuple(args, "OnnO", &o_x, &start, &n, &o_rows)) return NULL;
+    Py_buffer x, rows;
+    if (PyObject_GetBuffer(o_x, &x, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    const int is_float = x.format != NULL && strcmp(x.format, "f") == 0;
+    if (x.ndim != 3 || x.format == NULL || !(is_float || strcmp(x.format, "d") == 0)) {
+        PyErr_Format(PyExc_TypeError, "frame_rows: x: expected a 3-d float32 or float64 array, got %d-d %s", x.ndim,
+                     x.format ? x.format : "?");
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    if (get_array(o_rows, &rows, 2, "d", 1, "rows") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    const Py_ssize_t n_src = x.shape[0], n_samples = x.shape[1], n_chan = x.shape[2], width = rows.shape[1];
+    if (rows.shape[0] != n_src * n_chan || start < 0 || n < 0 || n > width || start + n > n_samples) {
+        PyErr_SetString(PyExc_ValueError,
+                        "frame_rows: shapes do not fit: x (J, N, C), rows (J*C, W), 0 <= n <= W, start + n <= N");
+        PyBuffer_Release(&rows);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    frame_rows_loop(x.buf, is_float, n_src, n_chan, x.strides, start, n, rows.buf, width);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&x);
+    Py_RETURN_NONE;
+}
+
+/* Time-domain energies of a frame: per row, sum of s^2 and of (s_hat - s)^2 over n samples, bin i to
+ * partial sum i % LANES, the partial sums added in a fixed tree. */
+VECTOR_CLONES
+static void frame_power_loop(const double *ref, const double *est, Py_ssize_t n_rows, Py_ssize_t width, Py_ssize_t n,
+                             double *power, double *error) {
+    for (Py_ssize_t r = 0; r < n_rows; r++) {
+        const double *s = ref + r * width, *e = est + r * width;
+        vec ps = {0.0}, pe = {0.0};
+        Py_ssize_t i = 0;
+        for (; i + LANES <= n; i += LANES) {
+            const vec a = load(s + i), d = load(e + i) - a;
+            ps += a * a;
+            pe += d * d;
+        }
+        double a_tail[LANES] = {0.0}, d_tail[LANES] = {0.0};
+        for (Py_ssize_t l = 0; i + l < n; l++) {
+            a_tail[l] = s[i + l];
+            d_tail[l] = e[i + l] - s[i + l];
+        }
+        const vec a = load(a_tail), d = load(d_tail);
+        ps += a * a;
+        pe += d * d;
+        double lanes_s[LANES], lanes_e[LANES];
+        store(lanes_s, ps);
+        store(lanes_e, pe);
+        power[r] = ((lanes_s[0] + lanes_s[1]) + (lanes_s[2] + lanes_s[3])) + ((lanes_s[4] + lanes_s[5]) + (lanes_s[6] + lanes_s[7]));
+        error[r] = ((lanes_e[0] + lanes_e[1]) + (lanes_e[2] + lanes_e[3])) + ((lanes_e[4] + lanes_e[5]) + (lanes_e[6] + lanes_e[7]));
+    }
+}
+
+static PyObject *frame_power(PyObject *self, PyObject *args) {
+    PyObject *o_frame, *o_out;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OnO", &o_frame, &n, &o_out)) return NULL;
+    Py_buffer frame, out;
+    if (get_array(o_frame, &frame, 3, "d", 0, "frame") < 0) return NULL;
+    if (get_array(o_out, &out, 2, "d", 1, "out") < 0) {
+        PyBuffer_Release(&frame);
+        return NULL;
+    }
+    const Py_ssize_t n_rows = frame.shape[1], width = frame.shape[2];
+    if (frame.shape[0] != 2 || out.shape[0] != 2 || out.shape[1] != n_rows || n < 0 || n > width) {
+        PyErr_SetString(PyExc_ValueError, "frame_power: shapes do not fit: frame (2, R, W), out (2, R), 0 <= n <= W");
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&frame);
+        return NULL;
+    }
+    const double *ref = frame.buf;
+    double *power = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    frame_power_loop(ref, ref + n_rows * width, n_rows, width, n, power, power + n_rows);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&frame);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"frame_energies", frame_energies, METH_VARARGS,
      "frame_energies(spectra, n_frames, h, g, weights, out): pass 2's Parseval energies of a chunk "
@@ -256,6 +364,12 @@ static PyMethodDef methods[] = {
     {"cross_spectra", cross_spectra, METH_VARARGS,
      "cross_spectra(spectra, n_frames, acc, t0, t1): pass 1's sums of cross spectra over a chunk of "
      "frames, for tiles t0..t1 (see demixbench.score.kernels)."},
+    {"frame_rows", frame_rows, METH_VARARGS,
+     "frame_rows(x, start, n, rows): samples start..start+n of x (J, N, C) as float64 rows (J*C, W), "
+     "zero-padded (see demixbench.score.kernels)."},
+    {"frame_power", frame_power, METH_VARARGS,
+     "frame_power(frame, n, out): per row, the energies of the reference and of the error over n "
+     "samples (see demixbench.score.kernels)."},
     {NULL, NULL, 0, NULL},
 };
 

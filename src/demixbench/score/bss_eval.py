@@ -30,9 +30,9 @@ order of the floating-point operations differs.
    partition of the time axis, so the signal is cut into blocks of B = 44489 samples. Per block,
    the 2M channels are zero-padded to NF = B + L - 1 = 45000 points (so circular correlation
    equals linear correlation for |tau| < L) and transformed by real FFTs. The cross spectra
-   sum_blocks conj(X_p(f)) X_q(f), p a reference, q any channel, are accumulated by one small
-   real GEMM per frequency bin over a chunk of blocks (re/im-interleaved spectra, so no
-   conjugated copy is made); one inverse FFT per channel pair at the end gives the lags. The
+   sum_blocks conj(X_p(f)) X_q(f), p a reference, q any channel (the Hermitian reference block
+   only once), are accumulated over the blocks of a chunk by one compiled loop over the spectra
+   (demixbench.score.kernels, in C); one inverse FFT per channel pair at the end gives the lags. The
    products that straddle a block boundary involve only the L - 1 samples on each side and are
    added with 1536-point FFTs. This is exact and replaces museval's ~140 FFTs of 2^24 points.
 2. Filters. G is symmetric block-Toeplitz (M x M blocks R(k), R(-k) = R(k)^T), so all M
@@ -60,21 +60,21 @@ order of the floating-point operations differs.
 4. SDR needs no filters (e_spat + e_interf + e_artif = s_hat - s): `sdr_only=True` skips steps
    1-3 and makes a single pass over the input.
 
-Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, bins for the GEMMs);
-in pass 2 each thread takes whole chunks of frames from the time domain to the energies.
-numpy and the compiled loop release the GIL there. The FFTs are numpy's pocketfft into
-contiguous memory (pass 1 then copies them into its per-bin layout: pocketfft writing that
-strided layout directly is about 1.4x slower; torch's MKL FFT was used before: about as fast
-on Intel, slower on AMD, and it made every scoring job import torch). A torch version of the
-whole computation for GPUs is demixbench.score.bss_eval_torch.
-The per-bin GEMMs are far below OpenBLAS's threading threshold, so BLAS runs single-threaded
-inside the workers; the dense fallback solve runs in the calling thread with all BLAS threads.
+Engineering: pass 1 splits each chunk over threads (blocks for the FFTs, tiles of bins for the
+cross spectra); in pass 2 each thread takes whole chunks of frames from the time domain to the
+energies. numpy and the compiled loops release the GIL there. The FFTs are numpy's pocketfft
+into contiguous memory, read there by both compiled loops (torch's MKL FFT was used before:
+about as fast on Intel, slower on AMD, and it made every scoring job import torch); the framing
+(float32/float64 input to padded float64 rows) and the frames' time-domain energies are
+compiled too. A torch version of the whole computation for GPUs is
+demixbench.score.bss_eval_torch. BLAS only serves the filter solve (block Levinson's small
+products, and the dense fallback in the calling thread with all BLAS threads).
 FFT inputs are padded in place in reused buffers, and both passes share one scratch for their
 spectra, asked for transparent huge pages: fresh memory is expensive to first-touch.
 
 Memory is bounded by the chunks, independently of the track length: with 1-s frames at 44.1 kHz
 and 4 stereo sources, 92 MB of pass-1 chunk spectra, or 46 MB per thread in pass 2 (92 MB with
-two threads, 368 MB with eight), a 92 MB pass-1 accumulator,
+two threads, 368 MB with eight), a 46 MB pass-1 accumulator,
 29 MB of filter spectra and about 10 MB per thread, so about 0.4 GB on top of the inputs, for a
 30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and its LU copy on the dense
 fallback). The inputs are read in place; estimates shorter than the references are zero-padded
@@ -229,6 +229,8 @@ class _Signals:
         self.silence_from_copy = self.n_chan <= 2 and all(
             np.issubdtype(x.dtype, np.floating) for x in (references, estimates)
         )
+        # float32 and float64 (what audio decodes to) are framed in C, other dtypes by numpy
+        self.compiled = kernels.framed_dtype(references) and kernels.framed_dtype(estimates)
 
     def validate(self) -> None:
         """museval's validation: no source may be silent over the whole signal. Scans blocks and
@@ -247,12 +249,14 @@ class _Signals:
         p = j*C + c, out[1, p] the estimate's, zeros after the signal. Returns the length."""
         n = max(0, min(stop, self.n_samples) - start)
         n_est = max(0, min(stop, self.n_est) - start)
-        out[0, :, :n].reshape(self.n_src, self.n_chan, n)[...] = self.refs[:, start : start + n].transpose(0, 2, 1)
-        out[1, :, :n_est].reshape(self.n_src, self.n_chan, n_est)[...] = self.ests[:, start : start + n_est].transpose(
-            0, 2, 1
-        )
-        out[0, :, n:] = 0.0
-        out[1, :, n_est:] = 0.0
+        for rows, x, count in ((out[0], self.refs, n), (out[1], self.ests, n_est)):
+            if self.compiled and rows.flags.c_contiguous:
+                kernels.frame_rows(x, start if count else 0, count, rows)
+            else:
+                rows[:, :count].reshape(self.n_src, self.n_chan, count)[...] = x[:, start : start + count].transpose(
+                    0, 2, 1
+                )
+                rows[:, count:] = 0.0
         return n
 
     def silent_in_place(self, start: int, stop: int) -> bool:
@@ -699,7 +703,7 @@ def _frame_energies(
         packed = kernels.pack_filters(*filters, weights, take)
 
     def work(worker: int) -> None:
-        buf, diff = np.zeros((2, m, nf)), np.empty((m, nf))
+        buf, power = np.zeros((2, m, nf)), np.empty((2, m))
         if filters is not None:
             chunk = chunks[worker]
             sums = np.empty((k_max, 5, m))
@@ -710,10 +714,8 @@ def _frame_energies(
                 start, stop = spans[t]
                 n = sig.fill(buf, start, stop)
                 silent[t] = sig.silent(start, stop, buf)
-                ref = buf[0, :, :n]
-                energies[0, :, t] = np.einsum("pn,pn->p", ref, ref).reshape(n_src, n_chan).sum(axis=1)
-                err = np.subtract(buf[1, :, :n], ref, out=diff[:, :n])
-                energies[1, :, t] = np.einsum("pn,pn->p", err, err).reshape(n_src, n_chan).sum(axis=1)
+                kernels.frame_power(buf, n, power)  # |s|^2 and |s_hat - s|^2 per channel
+                energies[:2, :, t] = power.reshape(2, n_src, n_chan).sum(axis=2)
                 if filters is not None:
                     np.fft.rfft(buf.reshape(2 * m, nf), axis=-1, out=chunk[k])
             if filters is None:

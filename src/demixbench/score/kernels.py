@@ -1,20 +1,21 @@
-"""Compiled inner loop of the exact BSS Eval v4 scorer (demixbench.score.bss_eval).
+"""Compiled inner loops of the exact BSS Eval v4 scorer (demixbench.score.bss_eval).
 
-The scorer's FFTs and pass 1's per-bin GEMMs are numpy's (pocketfft, OpenBLAS). Pass 2's
-projections and energies are many tiny operations per frequency bin (an 8 x 8 complex map per
-bin for 4 stereo sources): numpy needed a batched GEMM, three subtractions and an energy sum per
-tile of bins, with about a microsecond of call overhead per bin and temporaries for every step.
-Here they are one loop over the spectra, in C (``_kernels.c``, built by ``pip install``), which
-reads the spectra as numpy's rfft writes them into contiguous memory and releases the GIL, so
-the scorer's worker threads run it side by side. The loop takes LANES adjacent bins at once, one
-per SIMD lane (the filters are packed for it once per track, pack_filters), and is compiled for
-AVX-512, AVX2 and baseline x86-64, the best picked at load time; nothing to load at run time
-(numba, tried first, took 1.15 s per process to import and load its cached machine code).
+The scorer's FFTs are numpy's (pocketfft). What it does per frequency bin between them are many
+tiny operations (for 4 stereo sources, 100 products of channel pairs per bin in pass 1; an 8 x 8
+complex map and five energies per bin in pass 2): numpy needed a small GEMM or einsum per bin or
+tile of bins, with about a microsecond of call overhead each and temporaries for every step.
+Here they are loops over the spectra in C (``_kernels.c``, built by ``pip install``), which read
+the spectra as numpy's rfft writes them into contiguous memory and release the GIL, so the
+scorer's worker threads run them side by side. The loops take LANES adjacent bins at once, one
+per SIMD lane (the filters are packed for pass 2 once per track, pack_filters), and are compiled
+for AVX-512, AVX2 and baseline x86-64, the best picked at load time; nothing to load at run time
+(numba, tried first, took 1.15 s per process to import and load its cached machine code). The
+framing of the input (frame_rows) and the frames' time-domain energies (frame_power) are here too.
 
-Floating-point semantics: IEEE double, no fast-math and no fused multiply-add contraction
-(``-ffp-contract=off``), so every sum is taken in the order the loop states, whatever the number
-of frames per call, of threads, or the vector width: each frame's energies over the bins in
-order within each lane, then the lanes in a fixed tree.
+Floating-point semantics: IEEE double, no fast-math and no fused multiply-add (GCC vector
+extensions and ``-ffp-contract=off``), so every sum is taken in the order the loops state,
+whatever the number of frames per call, of threads, or the vector width: over the bins (or
+samples) in order within each lane, then the lanes in a fixed tree.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ try:
     from demixbench.score._kernels import LANES
     from demixbench.score._kernels import cross_spectra as _cross_spectra
     from demixbench.score._kernels import frame_energies as _frame_energies
+    from demixbench.score._kernels import frame_power as _frame_power
+    from demixbench.score._kernels import frame_rows as _frame_rows
 except ImportError as error:  # an install without its build step (a copied source tree)
     raise ImportError(
         "demixbench.score._kernels is not built: reinstall the package, which compiles it: "
@@ -34,7 +37,40 @@ except ImportError as error:  # an install without its build step (a copied sour
         "build-essential python3-dev)"
     ) from error
 
-__all__ = ["LANES", "cross_spectra", "frame_energies", "n_tiles", "pack_filters", "unpack_cross_spectra"]
+__all__ = [
+    "LANES",
+    "cross_spectra",
+    "frame_energies",
+    "frame_power",
+    "frame_rows",
+    "framed_dtype",
+    "n_tiles",
+    "pack_filters",
+    "unpack_cross_spectra",
+]
+
+
+def framed_dtype(x: np.ndarray) -> bool:
+    """Whether frame_rows reads x directly: native float32 or float64 (other dtypes go through numpy)."""
+    return x.dtype in (np.float32, np.float64) and x.dtype.isnative
+
+
+def frame_rows(x: np.ndarray, start: int, n: int, rows: np.ndarray) -> None:
+    """rows[j*C + c, :n] = x[j, start : start + n, c] as float64, rows[:, n:] = 0.
+
+    x: (J, N, C), framed_dtype, any strides (read in place); rows: (J*C, W) float64, C-contiguous.
+    """
+    _frame_rows(x, start, n, rows)
+
+
+def frame_power(frame: np.ndarray, n: int, out: np.ndarray) -> None:
+    """Time-domain energies of a frame: out[0, r] = sum of s^2, out[1, r] = sum of (s_hat - s)^2
+    over the first n samples of row r, with s = frame[0, r], s_hat = frame[1, r].
+
+    frame: (2, R, W) float64, C-contiguous; out: (2, R) float64. Sample i adds to partial sum
+    i % LANES, and the partial sums are added in a fixed tree, as in frame_energies.
+    """
+    _frame_power(frame, n, out)
 
 
 def n_tiles(n_bins: int) -> int:
