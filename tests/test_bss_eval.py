@@ -310,7 +310,8 @@ def test_the_compiled_cross_spectra_match_their_definition(n_bins):
         for part in (range(0, tiles // 2), range(tiles // 2, tiles)):
             kernels.cross_spectra(chunk, len(chunk), acc, part)
     out = np.full((m, 2 * m, n_bins), np.nan, dtype=complex)
-    kernels.unpack_cross_spectra(acc, n_bins, out, range(m))
+    kernels.unpack_cross_spectra(acc, out[:, :, :], range(0, 1))
+    kernels.unpack_cross_spectra(acc, out, range(1, m))
     expected = np.einsum("kpf,kqf->pqf", spectra[:, :m].conj(), spectra)
     upper = np.triu(np.ones((m, 2 * m), dtype=bool))
     np.testing.assert_allclose(out[upper], expected[upper], rtol=1e-12)
@@ -397,8 +398,9 @@ def test_ill_conditioned_within_musevals_own_spread(tmp_path):
     with both inputs scaled by 1 + 1e-15 (the metrics are scale-invariant), and the same for the
     fast scorer (1 and 2 threads, scaled inputs). Which implementation moves more depends on the
     CPU's BLAS kernels (on an Intel Xeon with AVX-512: museval 7e-4 dB, the fast scorer 8e-3 dB in
-    ISR; on an AMD EPYC museval moved more), so the check is |fast - museval| <= the larger
-    envelope + 1e-3 dB per frame, and SDR to 1e-9 dB."""
+    ISR; on an AMD EPYC museval moved more). Two results decided by rounding noise differ by up to
+    the sum of their envelopes, so the check is |fast - museval| <= museval's envelope + the fast
+    scorer's (the largest over the source's frames) + 1e-3 dB, and SDR to 1e-9 dB."""
     rng = np.random.default_rng(6)
     n = 4 * WIN + 300
     references = rng.standard_normal((3, n, 2))
@@ -435,6 +437,8 @@ def test_ill_conditioned_within_musevals_own_spread(tmp_path):
         if name == "SDR":
             assert np.nanmax(diff) <= 1e-9
         else:
-            allowed = np.fmax(spread[k], own_spread[k]) + 1e-3
+            # two draws of rounding noise differ by up to both envelopes; per source, over its frames
+            # (a frame's envelope from three runs is a poor estimate of its noise's size)
+            allowed = np.nanmax(spread[k] + own_spread[k], axis=1, keepdims=True) + 1e-3
             assert np.all((diff <= allowed) | np.isnan(diff)), (name, diff, spread[k], own_spread[k])
     assert np.nanmax(spread[1:]) > 1e-5  # the input is ill-conditioned enough for museval to disagree with itself

@@ -357,6 +357,54 @@ static PyObject *frame_power(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* cross_spectra's accumulator -> out[p, q, f] complex (M, 2M, F) for references p0 <= p < p1. */
+static void unpack_loop(const double *acc, Py_ssize_t n_bins, Py_ssize_t m, Py_ssize_t p0, Py_ssize_t p1,
+                        double *out) {
+    const Py_ssize_t m2 = 2 * m, n_tiles = (n_bins + LANES - 1) / LANES;
+    for (Py_ssize_t t = 0; t < n_tiles; t++) {
+        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
+        for (Py_ssize_t p = p0; p < p1; p++) {
+            for (Py_ssize_t q = 0; q < m2; q++) {
+                const double *cell = acc + ((t * m + p) * m2 + q) * 2 * LANES;
+                double *dst = out + 2 * ((p * m2 + q) * n_bins + f0);
+                for (Py_ssize_t l = 0; l < valid; l++) {
+                    dst[2 * l] = cell[l];
+                    dst[2 * l + 1] = cell[LANES + l];
+                }
+            }
+        }
+    }
+}
+
+static PyObject *unpack_cross_spectra(PyObject *self, PyObject *args) {
+    PyObject *o_acc, *o_out;
+    Py_ssize_t p0, p1;
+    if (!PyArg_ParseTuple(args, "OOnn", &o_acc, &o_out, &p0, &p1)) return NULL;
+    Py_buffer acc, out;
+    if (get_array(o_acc, &acc, 5, "d", 0, "acc") < 0) return NULL;
+    if (get_array(o_out, &out, 3, "Zd", 1, "out") < 0) {
+        PyBuffer_Release(&acc);
+        return NULL;
+    }
+    const Py_ssize_t m = acc.shape[1], n_bins = out.shape[2];
+    if (acc.shape[0] != (n_bins + LANES - 1) / LANES || acc.shape[2] != 2 * m || acc.shape[3] != 2 ||
+        acc.shape[4] != LANES || out.shape[0] != m || out.shape[1] != 2 * m || p0 < 0 || p1 < p0 || p1 > m) {
+        PyErr_Format(PyExc_ValueError,
+                     "unpack_cross_spectra: shapes do not fit: acc (T, M, 2M, 2, %d), out (M, 2M, F), "
+                     "T = ceil(F / %d), 0 <= p0 <= p1 <= M",
+                     LANES, LANES);
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&acc);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    unpack_loop(acc.buf, n_bins, m, p0, p1, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&acc);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"frame_energies", frame_energies, METH_VARARGS,
      "frame_energies(spectra, n_frames, h, g, weights, out): pass 2's Parseval energies of a chunk "
@@ -364,6 +412,9 @@ static PyMethodDef methods[] = {
     {"cross_spectra", cross_spectra, METH_VARARGS,
      "cross_spectra(spectra, n_frames, acc, t0, t1): pass 1's sums of cross spectra over a chunk of "
      "frames, for tiles t0..t1 (see demixbench.score.kernels)."},
+    {"unpack_cross_spectra", unpack_cross_spectra, METH_VARARGS,
+     "unpack_cross_spectra(acc, out, p0, p1): cross_spectra's sums as complex (M, 2M, F) rows "
+     "(see demixbench.score.kernels)."},
     {"frame_rows", frame_rows, METH_VARARGS,
      "frame_rows(x, start, n, rows): samples start..start+n of x (J, N, C) as float64 rows (J*C, W), "
      "zero-padded (see demixbench.score.kernels)."},

@@ -357,17 +357,23 @@ def _products_to_lags(
     all 2M channels, in tiles of bins. Returns (M, 2M, 2 lags - 1), [p, q, lags - 1 + tau] = the
     sum over blocks of sum_n x_p(n) x_q(n + tau) (exact: nf covers the linear lags). The cross
     spectra are unpacked into arenas[0], their inverse FFTs go to arenas[1] over the consumed
-    accumulator.
+    accumulator (q >= p only where both are references: the other half is their mirror image).
     """
     m = acc.shape[1]
     cross = arenas[0].reset().take((m, 2 * m, n_bins))  # sum of conj(X_p) X_q
     rows = _split(m, n_workers)
-    _parallel(pool, lambda r: kernels.unpack_cross_spectra(acc, n_bins, cross, r), rows)
-    for p in range(1, m):  # the Hermitian half of the reference block
-        np.conjugate(cross[:p, p], out=cross[p, :p])
+    _parallel(pool, lambda r: kernels.unpack_cross_spectra(acc, cross, r), rows)
     circ = arenas[1].reset().take((m, 2 * m, nf), float)
-    _parallel(pool, lambda r: np.fft.irfft(cross[r.start : r.stop], n=nf, axis=-1, out=circ[r.start : r.stop]), rows)
-    return _circular_to_lags(circ, lags)
+
+    def inverse(r: range) -> None:
+        for p in r:  # q >= p: the reference block's lower half is its mirror image
+            np.fft.irfft(cross[p, p:], n=nf, axis=-1, out=circ[p, p:])
+
+    _parallel(pool, inverse, rows)
+    corr = _circular_to_lags(circ, lags)
+    for p in range(1, m):
+        corr[p, :p] = corr[:p, p, ::-1]  # sum_n x_p(n) x_q(n + tau) = sum_n x_q(n) x_p(n - tau)
+    return corr
 
 
 def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int = 32) -> np.ndarray:

@@ -30,6 +30,7 @@ try:
     from demixbench.score._kernels import frame_energies as _frame_energies
     from demixbench.score._kernels import frame_power as _frame_power
     from demixbench.score._kernels import frame_rows as _frame_rows
+    from demixbench.score._kernels import unpack_cross_spectra as _unpack_cross_spectra
 except ImportError as error:  # an install without its build step (a copied source tree)
     raise ImportError(
         "demixbench.score._kernels is not built: reinstall the package, which compiles it: "
@@ -92,17 +93,11 @@ def cross_spectra(spectra: np.ndarray, n_frames: int, acc: np.ndarray, tiles: ra
     _cross_spectra(spectra, n_frames, acc, tiles.start, tiles.stop)
 
 
-def unpack_cross_spectra(acc: np.ndarray, n_bins: int, out: np.ndarray, rows: range) -> None:
-    """cross_spectra's accumulator -> out (M, 2M, F) complex, out[p, q, f] = the sum of
-    conj(X_p(f)) X_q(f), for the references p in `rows`. The Hermitian half of the reference
-    block (q < p < M) is not computed by cross_spectra: the caller fills it from q's row."""
-    n_tiles_, m = acc.shape[:2]
-    whole = n_bins // LANES  # tiles without padding
-    for p in rows:
-        for part, values in ((0, out[p].real), (1, out[p].imag)):
-            values[:, : whole * LANES].reshape(2 * m, whole, LANES)[...] = acc[:whole, p, :, part].transpose(1, 0, 2)
-            if whole < n_tiles_:
-                values[:, whole * LANES :] = acc[whole, p, :, part, : n_bins - whole * LANES]
+def unpack_cross_spectra(acc: np.ndarray, out: np.ndarray, rows: range) -> None:
+    """cross_spectra's accumulator -> out (M, 2M, F) complex128, C-contiguous: out[p, q, f] = the
+    sum of conj(X_p(f)) X_q(f), for the references p in `rows`. The Hermitian half of the
+    reference block (q < p < M) is not computed by cross_spectra: the caller fills it."""
+    _unpack_cross_spectra(acc, out, rows.start, rows.stop)
 
 
 def pack_filters(
