@@ -1,15 +1,19 @@
 /* Compiled inner loops of the exact BSS Eval v4 scorer (demixbench.score.bss_eval): pass 1's
  * sums of cross spectra over the blocks, and pass 2's projections of the reference spectra
  * through the filter spectra with the five Parseval energies per frame, each one sweep over the
- * spectra as numpy's rfft writes them (see demixbench/score/kernels.py for the contracts).
+ * spectra as numpy's rfft writes them; the framing of the input and the frames' time-domain
+ * energies; and the unpacking of pass 1's sums (see demixbench/score/kernels.py for the
+ * contracts).
  *
  * Built by `pip install` (setup.py); the arrays come in through the buffer protocol (no numpy
- * headers), C-contiguous, and the GIL is released while the loop runs, so the scorer's worker
- * threads run it side by side.
+ * headers), C-contiguous (the framing reads any strides), and the GIL is released while a loop
+ * runs, so the scorer's worker threads run them side by side.
  *
  * Floating-point semantics: IEEE double, compiled with -ffp-contract=off and without fast-math,
- * so every sum is taken in the order the loops state (each frame's energies over the bins in
- * order), whatever the number of frames per call or of threads, and on any x86-64 or ARM CPU.
+ * the vector code written with vector extensions (no fused or add-sub instructions), so every sum
+ * is taken in the order the loops state (over the bins or samples in order within each of the
+ * LANES partial sums, then the partial sums in a fixed tree), whatever the number of frames per
+ * call or of threads, and on any CPU whatever its vector width.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,7 +21,8 @@
 
 /* Bins per tile: the loop runs over LANES adjacent bins at once, one SIMD lane each. */
 #define LANES 8
-/* Tiles per block of the loop over bins (see frame_energies_loop). */
+/* Tiles per block of the loops over bins: long runs of each channel's bins per frame for the
+ * prefetcher, and the block's filters or sums in cache across the frames of a chunk. */
 #define BLOCK_TILES 32
 
 /* One clone per x86-64 vector width, picked at load time (GCC/clang ifunc): a module built on one
@@ -57,9 +62,7 @@ static void frame_energies_loop(const double *spectra, Py_ssize_t n_frames, Py_s
     const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
     vec s_re[2 * m], s_im[2 * m];
     double tail[2 * LANES];
-    /* Blocks of tiles, frame by frame within a block: each frame's spectra are read in runs of
-     * BLOCK_TILES * LANES bins per channel (few, long streams for the prefetcher), and the
-     * block's filters stay in cache for all the frames of the chunk. */
+    /* Blocks of tiles, frame by frame within a block (see BLOCK_TILES). */
     for (Py_ssize_t block = 0; block < n_tiles; block += BLOCK_TILES)
     for (Py_ssize_t k = 0; k < n_frames; k++)
     for (Py_ssize_t t = block; t < block + BLOCK_TILES && t < n_tiles; t++) {
@@ -300,8 +303,8 @@ static PyObject *frame_rows(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Time-domain energies of a frame: per row, sum of s^2 and of (s_hat - s)^2 over n samples, bin i to
- * partial sum i % LANES, the partial sums added in a fixed tree. */
+/* Time-domain energies of a frame: per row, sum of s^2 and of (s_hat - s)^2 over n samples,
+ * sample i to partial sum i % LANES, the partial sums added in a fixed tree. */
 VECTOR_CLONES
 static void frame_power_loop(const double *ref, const double *est, Py_ssize_t n_rows, Py_ssize_t width, Py_ssize_t n,
                              double *power, double *error) {
