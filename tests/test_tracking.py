@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train import _run  # the tiny training of the training tests
 
 from demixbench.models import ModelSpec
 from demixbench.models.losses import discriminator_loss
 from demixbench.train.config import GANConfig, TrainConfig
-from demixbench.train.loop import train
 from demixbench.train.runstatus import ProgressWriter
 from demixbench.train.telemetry import discriminator_scalars
 from demixbench.train.tracking import (
@@ -159,21 +159,10 @@ def test_discriminator_scalars_split_the_discriminator_loss(kind):
 
 
 def _train(tmp_path, decoded, splits, config=CONFIG, gan=None, tracking=None, name="run"):
+    """test_train's tiny training with this module's model and config, logging into the run's
+    directory; returns it."""
     out = tmp_path / name
-    stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
-    train(
-        SPEC,
-        config,
-        [decoded[t] for t in splits.train],
-        [decoded[t] for t in splits.valid],
-        out / "model.safetensors",
-        out / "history.csv",
-        input_stats=stats,
-        gan=gan,
-        run_dir=out,
-        tracking=tracking,
-    )
-    return out
+    return _run(tmp_path, decoded, splits, name, config=config, gan=gan, spec=SPEC, run_dir=out, tracking=tracking)[0]
 
 
 def test_a_gan_training_logs_every_scalar_at_its_steps(tmp_path, decoded, small_splits):

@@ -17,9 +17,10 @@ CONFIG = TrainConfig(seed=3, epochs=2, steps_per_epoch=3, batch_size=2, segment_
 GAN = GANConfig(discriminator_args={"in_channels": 10, "channels": [4, 8]}, warmup_steps=2, feature_match_weight=1.0)
 
 
-def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None, spec=SPEC):
+def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None, spec=SPEC, **options):
     """Train `spec` on the small dataset into tmp_path/name (input statistics for the U-Net's 257
-    bins; a model without input normalisation ignores them); returns (directory, history)."""
+    bins; a model without input normalisation ignores them); options go to train (run_dir,
+    tracking, ...). Returns (directory, history). The tiny training of every training test."""
     out = tmp_path / name
     stats = (np.full(257, 0.1, dtype=np.float32), np.full(257, 0.2, dtype=np.float32))
     history = train(
@@ -32,6 +33,7 @@ def _run(tmp_path, decoded, splits, name, config=CONFIG, gan=None, spec=SPEC):
         input_stats=stats,
         gan=gan,
         record={"model_name": name},
+        **options,
     )
     return out, history
 
