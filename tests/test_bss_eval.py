@@ -248,7 +248,7 @@ def test_the_compiled_loop_checks_its_arguments():
     from demixbench.score import kernels
 
     spectra = np.zeros((2, 4, 5), dtype=complex)
-    h, g = np.zeros((5, 2, 2), dtype=complex), np.zeros((5, 1, 2), dtype=complex)
+    h, g = np.zeros((2, 2, 5), dtype=complex), np.zeros((1, 2, 5), dtype=complex)
     packed = kernels.pack_filters(h, g, np.ones(5))
     out = np.full((2, 5, 2), np.nan)
     kernels.frame_energies(spectra, 2, *packed, out)
@@ -278,15 +278,15 @@ def test_the_compiled_loop_matches_its_definition(n_bins):
     def complex_normal(*shape):
         return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
 
-    spectra, h, g = complex_normal(k, 2 * m, n_bins), complex_normal(n_bins, m, m), complex_normal(n_bins, n_chan, m)
+    spectra, h, g = complex_normal(k, 2 * m, n_bins), complex_normal(m, m, n_bins), complex_normal(n_chan, m, n_bins)
     weights = rng.uniform(1, 2, n_bins)
     out = np.full((k + 1, 5, m), np.nan)
     kernels.frame_energies(spectra, k, *kernels.pack_filters(h, g, weights), out)
 
     s, s_hat = spectra[:, :m], spectra[:, m:]
-    p_all = np.einsum("kpf,fpo->kof", s, h)
+    p_all = np.einsum("kpf,pof->kof", s, h)
     own_refs = s.reshape(k, n_src, n_chan, n_bins)[:, np.arange(m) // n_chan]  # (k, o, a, f)
-    p_own = np.einsum("koaf,fao->kof", own_refs, g)
+    p_own = np.einsum("koaf,aof->kof", own_refs, g)
     parts = (p_all, p_own, s_hat - p_all, p_all - p_own, p_own - s)
     expected = np.stack([np.abs(part) ** 2 @ weights for part in parts], axis=1)
     np.testing.assert_allclose(out[:k], expected, rtol=1e-12)

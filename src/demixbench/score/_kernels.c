@@ -408,6 +408,50 @@ static PyObject *unpack_cross_spectra(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Filter spectra in frame_energies_loop's layout: out[t, r, k, 0, l] = Re x[r, k, t * LANES + l],
+ * out[t, r, k, 1, l] = Im, zeros past the last bin. */
+static void pack_loop(const double *x, Py_ssize_t n_rows, Py_ssize_t n_cols, Py_ssize_t n_bins, double *out) {
+    const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
+    for (Py_ssize_t t = 0; t < n_tiles; t++) {
+        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
+        for (Py_ssize_t rk = 0; rk < n_rows * n_cols; rk++) {
+            const double *src = x + 2 * (rk * n_bins + f0);
+            double *dst = out + (t * n_rows * n_cols + rk) * 2 * LANES;
+            for (Py_ssize_t l = 0; l < LANES; l++) {
+                dst[l] = l < valid ? src[2 * l] : 0.0;
+                dst[LANES + l] = l < valid ? src[2 * l + 1] : 0.0;
+            }
+        }
+    }
+}
+
+static PyObject *pack_spectra(PyObject *self, PyObject *args) {
+    PyObject *o_x, *o_out;
+    if (!PyArg_ParseTuple(args, "OO", &o_x, &o_out)) return NULL;
+    Py_buffer x, out;
+    if (get_array(o_x, &x, 3, "Zd", 0, "x") < 0) return NULL;
+    if (get_array(o_out, &out, 5, "d", 1, "out") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    const Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], n_bins = x.shape[2];
+    if (out.shape[0] != (n_bins + LANES - 1) / LANES || out.shape[1] != n_rows || out.shape[2] != n_cols ||
+        out.shape[3] != 2 || out.shape[4] != LANES) {
+        PyErr_Format(PyExc_ValueError,
+                     "pack_spectra: shapes do not fit: x (R, K, F), out (T, R, K, 2, %d), T = ceil(F / %d)", LANES,
+                     LANES);
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pack_loop(x.buf, n_rows, n_cols, n_bins, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&x);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"frame_energies", frame_energies, METH_VARARGS,
      "frame_energies(spectra, n_frames, h, g, weights, out): pass 2's Parseval energies of a chunk "
@@ -417,6 +461,9 @@ static PyMethodDef methods[] = {
      "frames, for tiles t0..t1 (see demixbench.score.kernels)."},
     {"unpack_cross_spectra", unpack_cross_spectra, METH_VARARGS,
      "unpack_cross_spectra(acc, out, p0, p1): cross_spectra's sums as complex (M, 2M, F) rows "
+     "(see demixbench.score.kernels)."},
+    {"pack_spectra", pack_spectra, METH_VARARGS,
+     "pack_spectra(x, out): complex (R, K, F) rows in frame_energies' tiles (T, R, K, 2, LANES) "
      "(see demixbench.score.kernels)."},
     {"frame_rows", frame_rows, METH_VARARGS,
      "frame_rows(x, start, n, rows): samples start..start+n of x (J, N, C) as float64 rows (J*C, W), "

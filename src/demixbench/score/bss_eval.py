@@ -628,19 +628,17 @@ def _filter_spectra(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin maps from the M reference spectra to P_all and P_own (kernels.frame_energies).
 
-    Returns (h, g): h (F, M, M) complex, [f, p, j*C + c] from reference channel p to estimate j
-    channel c (c_all's taps); g (F, C, M) complex, [f, a, j*C + c] from channel a of reference j
-    to estimate j channel c (c_own's taps)."""
+    Returns (h, g), C-contiguous: h (M, M, F) complex, [p, j*C + c, f] from reference channel p
+    to estimate j channel c (c_all's taps); g (C, M, F) complex, [a, j*C + c, f] from channel a of
+    reference j to estimate j channel c (c_own's taps)."""
     arena = arena or _Arena()
     m, L, _ = c_all.shape
     n_src, n_chan = c_own.shape[:2]
     n_bins = nf // 2 + 1
-    h = arena.take((n_bins, m, m))
-    spectrum = np.fft.rfft(c_all.transpose(0, 2, 1), n=nf, axis=-1, out=arena.take((m, m, n_bins)))
-    h[...] = spectrum.transpose(2, 0, 1)
-    g = arena.take((n_bins, n_chan, m))
-    own = np.fft.rfft(c_own.transpose(0, 1, 3, 2), n=nf, axis=-1, out=arena.take((n_src, n_chan, n_chan, n_bins)))
-    g.reshape(n_bins, n_chan, n_src, n_chan)[...] = own.transpose(3, 1, 0, 2)  # [j, a, c, f] -> [f, a, j, c]
+    h = np.fft.rfft(c_all.transpose(0, 2, 1), n=nf, axis=-1, out=arena.take((m, m, n_bins)))
+    g = arena.take((n_chan, m, n_bins))
+    # c_own[j, a, l, c] -> taps [a, j, c, l]: rfft writes [a, (j, c), f] directly
+    np.fft.rfft(c_own.transpose(1, 0, 3, 2), n=nf, axis=-1, out=g.reshape(n_chan, n_src, n_chan, n_bins))
     return h, g
 
 
@@ -654,8 +652,8 @@ def _museval_residual(
     h, g = filters
     n = stop - start
     own = slice(j * c, (j + 1) * c)
-    p_all = np.einsum("pf,fpo->fo", spectrum, h[:, :, own])
-    p_own = np.einsum("af,fao->fo", spectrum[own], g[:, :, own])
+    p_all = np.einsum("pf,pof->fo", spectrum, h[:, own])
+    p_own = np.einsum("af,aof->fo", spectrum[own], g[:, own])
     proj = np.fft.irfft(np.concatenate([p_all, p_own], axis=1), n=nf, axis=0)[: n + L - 1]
     p_all, p_own = proj[:, :c], proj[:, c:]
     s_true = np.zeros((n + L - 1, c))
@@ -762,7 +760,7 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
     accumulator = max(
         kernels.n_tiles(bins_stats) * kernels.LANES * 2 * m * m,  # kernels.cross_spectra
         m * m * nf_stats,
-        bins * (2 * m * m + n_chan * m + n_src * n_chan * n_chan) + packed,
+        bins * (m * m + n_chan * m) + packed,  # _filter_spectra
     )
     return _Arena(spectra), _Arena(accumulator)
 

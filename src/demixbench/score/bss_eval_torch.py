@@ -128,10 +128,10 @@ def _frame_energies(
         # (M, 2M, F): from reference channel p to [P_all | P_own] output channel
         h, g = filters
         maps = np.zeros((m, 2 * m, n_bins), dtype=complex)
-        maps[:, :m] = h.transpose(1, 2, 0)
+        maps[:, :m] = h
         for j in range(n_src):
             own = slice(j * n_chan, (j + 1) * n_chan)
-            maps[own, m + j * n_chan : m + (j + 1) * n_chan] = g[:, :, own].transpose(1, 2, 0)
+            maps[own, m + j * n_chan : m + (j + 1) * n_chan] = g[:, own]
         maps = torch.as_tensor(maps, device=device)
         weight = torch.full((n_bins,), 2.0 / nf, dtype=torch.float64, device=device)
         weight[0] = 1.0 / nf

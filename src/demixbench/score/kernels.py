@@ -30,6 +30,7 @@ try:
     from demixbench.score._kernels import frame_energies as _frame_energies
     from demixbench.score._kernels import frame_power as _frame_power
     from demixbench.score._kernels import frame_rows as _frame_rows
+    from demixbench.score._kernels import pack_spectra as _pack_spectra
     from demixbench.score._kernels import unpack_cross_spectra as _unpack_cross_spectra
 except ImportError as error:  # an install without its build step (a copied source tree)
     raise ImportError(
@@ -107,30 +108,21 @@ def pack_filters(
     bins, the real parts of a tile's bins, then their imaginary parts, so that the loop reads
     whole SIMD vectors. Bins past the last (up to a whole tile) get zero filters and weights.
 
-    h: (F, M, M) complex, g: (F, C, M) complex, weights: (F,) as frame_energies takes them.
-    Returns (h, g, weights) packed: (T, M, M, 2, LANES), (T, C, M, 2, LANES), (T, LANES) float64,
-    T = ceil(F / LANES). take(shape) allocates a float64 array (default np.empty).
+    h: (M, M, F) complex, g: (C, M, F) complex (C-contiguous: as rfft writes them), weights:
+    (F,), as frame_energies takes them. Returns (h, g, weights) packed: (T, M, M, 2, LANES),
+    (T, C, M, 2, LANES), (T, LANES) float64, T = n_tiles(F). take(shape) allocates a float64
+    array (default np.empty).
     """
     take = take or (lambda shape: np.empty(shape))
-    n_bins = h.shape[0]
-    n_tiles_ = n_tiles(n_bins)
-
-    def pack(x: np.ndarray) -> np.ndarray:
-        rows, cols = x.shape[1:]
-        packed = take((n_tiles_, rows, cols, 2, LANES))
-        whole = n_bins // LANES  # tiles without padding
-        for part, values in enumerate((x.real, x.imag)):
-            lanes = packed[:, :, :, part].transpose(0, 3, 1, 2)  # (T, LANES, rows, cols), a view
-            lanes[:whole] = values[: whole * LANES].reshape(whole, LANES, rows, cols)
-            if whole < n_tiles_:
-                lanes[whole] = 0.0
-                lanes[whole, : n_bins - whole * LANES] = values[whole * LANES :]
-        return packed
-
-    packed_weights = take((n_tiles_, LANES))
+    n_bins = h.shape[-1]
+    packed = []
+    for x in (h, g):
+        packed.append(take((n_tiles(n_bins), *x.shape[:2], 2, LANES)))
+        _pack_spectra(x, packed[-1])
+    packed_weights = take((n_tiles(n_bins), LANES))
     packed_weights.reshape(-1)[:n_bins] = weights  # a contiguous array: reshape is a view
     packed_weights.reshape(-1)[n_bins:] = 0.0
-    return pack(h), pack(g), packed_weights
+    return packed[0], packed[1], packed_weights
 
 
 def frame_energies(spectra, n_frames, h, g, weights, out) -> None:
@@ -138,8 +130,8 @@ def frame_energies(spectra, n_frames, h, g, weights, out) -> None:
 
     spectra: (K, 2M, F) complex128, frame k's spectra [S | S_hat], M = J*C reference channels
     p = j*C + c, then the M estimate channels; only the first n_frames frames are read.
-    h, g, weights: pack_filters of the filters to all references, h[f, p, o] from reference
-    channel p to estimate channel o = j*C + c; the own-source filters, g[f, a, o] from channel a
+    h, g, weights: pack_filters of the filters to all references, h[p, o, f] from reference
+    channel p to estimate channel o = j*C + c; the own-source filters, g[a, o, f] from channel a
     of o's own reference j; and the Parseval weight of each bin: 1 where the bin appears once in
     the full spectrum (DC, and Nyquist for an even length), else 2 (the caller divides by the
     length).
