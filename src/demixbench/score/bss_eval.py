@@ -748,7 +748,7 @@ def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Are
     in turn: [pass-1 chunk, then summed cross spectra; the workers' pass-2 chunks] and [pass-1
     accumulator, then correlations; filter spectra and their packed copy (kept through pass 2)].
     In complex elements."""
-    m, n_src, n_chan = sig.m, sig.n_src, sig.n_chan
+    m, n_chan = sig.m, sig.n_chan
     _, nf_stats, k_stats = _stats_layout(sig.n_samples, FILTERS_LEN)
     bins_stats, bins = nf_stats // 2 + 1, nf // 2 + 1
     spectra = max(
