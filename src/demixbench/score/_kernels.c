@@ -51,6 +51,25 @@ __attribute__((always_inline)) static inline vec load(const double *p) {
 
 __attribute__((always_inline)) static inline void store(double *p, vec v) { memcpy(p, &v, sizeof v); }
 
+/* The tile of LANES bins from f0 of the 2M channels of frame k, split into real and imaginary
+ * parts: spectra (K, 2M, F) complex as (re, im) pairs; zeros past the last bin. */
+__attribute__((always_inline)) static inline void load_tile(const double *spectra, Py_ssize_t k, Py_ssize_t m2,
+                                                            Py_ssize_t n_bins, Py_ssize_t f0, vec *re, vec *im) {
+    const Py_ssize_t valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
+    double tail[2 * LANES];
+    for (Py_ssize_t p = 0; p < m2; p++) {
+        const double *x = spectra + 2 * ((k * m2 + p) * n_bins + f0);
+        if (valid < LANES) {
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, x, 2 * valid * sizeof(double));
+            x = tail;
+        }
+        const vec lo = load(x), hi = load(x + LANES);
+        re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+    }
+}
+
 VECTOR_CLONES
 static void frame_energies_loop(const double *spectra, Py_ssize_t n_frames, Py_ssize_t n_bins, Py_ssize_t m,
                                 Py_ssize_t n_chan, const double *h, const double *g, const double *weights,
@@ -61,54 +80,40 @@ static void frame_energies_loop(const double *spectra, Py_ssize_t n_frames, Py_s
      * each bin's energy goes to the accumulator of its lane, bin f to lane f % LANES. */
     const Py_ssize_t n_tiles = (n_bins + LANES - 1) / LANES;
     vec s_re[2 * m], s_im[2 * m];
-    double tail[2 * LANES];
     /* Blocks of tiles, frame by frame within a block (see BLOCK_TILES). */
     for (Py_ssize_t block = 0; block < n_tiles; block += BLOCK_TILES)
     for (Py_ssize_t k = 0; k < n_frames; k++)
     for (Py_ssize_t t = block; t < block + BLOCK_TILES && t < n_tiles; t++) {
-        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
         const double *ht = h + t * m * m * 2 * LANES, *gt = g + t * n_chan * m * 2 * LANES;
-        const vec w = load(weights + t * LANES);
-        {
-            for (Py_ssize_t p = 0; p < 2 * m; p++) {
-                const double *x = spectra + 2 * ((k * 2 * m + p) * n_bins + f0);
-                if (valid < LANES) { /* the last tile: zeros (and zero weights) past the last bin */
-                    memset(tail, 0, sizeof tail);
-                    memcpy(tail, x, 2 * valid * sizeof(double));
-                    x = tail;
-                }
-                const vec lo = load(x), hi = load(x + LANES);
-                s_re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-                s_im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+        const vec w = load(weights + t * LANES); /* zero past the last bin, where the tile is zeros */
+        load_tile(spectra, k, 2 * m, n_bins, t * LANES, s_re, s_im);
+        double *e = lanes + k * 5 * m * LANES;
+        for (Py_ssize_t o = 0; o < m; o++) {
+            vec all_re = {0.0}, all_im = {0.0}, own_re = {0.0}, own_im = {0.0};
+            for (Py_ssize_t p = 0; p < m; p++) {
+                const double *hp = ht + (p * m + o) * 2 * LANES;
+                const vec hr = load(hp), hi = load(hp + LANES);
+                all_re += s_re[p] * hr - s_im[p] * hi;
+                all_im += s_re[p] * hi + s_im[p] * hr;
             }
-            double *e = lanes + k * 5 * m * LANES;
-            for (Py_ssize_t o = 0; o < m; o++) {
-                vec all_re = {0.0}, all_im = {0.0}, own_re = {0.0}, own_im = {0.0};
-                for (Py_ssize_t p = 0; p < m; p++) {
-                    const double *hp = ht + (p * m + o) * 2 * LANES;
-                    const vec hr = load(hp), hi = load(hp + LANES);
-                    all_re += s_re[p] * hr - s_im[p] * hi;
-                    all_im += s_re[p] * hi + s_im[p] * hr;
-                }
-                const Py_ssize_t first = (o / n_chan) * n_chan; /* channel 0 of o's own reference */
-                for (Py_ssize_t c = 0; c < n_chan; c++) {
-                    const double *gp = gt + (c * m + o) * 2 * LANES;
-                    const vec gr = load(gp), gi = load(gp + LANES);
-                    own_re += s_re[first + c] * gr - s_im[first + c] * gi;
-                    own_im += s_re[first + c] * gi + s_im[first + c] * gr;
-                }
-                const vec artif_re = s_re[m + o] - all_re, artif_im = s_im[m + o] - all_im;
-                const vec interf_re = all_re - own_re, interf_im = all_im - own_im;
-                const vec spat_re = own_re - s_re[o], spat_im = own_im - s_im[o];
-                const vec energy[5] = {
-                    all_re * all_re + all_im * all_im,       own_re * own_re + own_im * own_im,
-                    artif_re * artif_re + artif_im * artif_im, interf_re * interf_re + interf_im * interf_im,
-                    spat_re * spat_re + spat_im * spat_im,
-                };
-                for (int i = 0; i < 5; i++) {
-                    double *acc = e + (i * m + o) * LANES;
-                    store(acc, load(acc) + w * energy[i]);
-                }
+            const Py_ssize_t first = (o / n_chan) * n_chan; /* channel 0 of o's own reference */
+            for (Py_ssize_t c = 0; c < n_chan; c++) {
+                const double *gp = gt + (c * m + o) * 2 * LANES;
+                const vec gr = load(gp), gi = load(gp + LANES);
+                own_re += s_re[first + c] * gr - s_im[first + c] * gi;
+                own_im += s_re[first + c] * gi + s_im[first + c] * gr;
+            }
+            const vec artif_re = s_re[m + o] - all_re, artif_im = s_im[m + o] - all_im;
+            const vec interf_re = all_re - own_re, interf_im = all_im - own_im;
+            const vec spat_re = own_re - s_re[o], spat_im = own_im - s_im[o];
+            const vec energy[5] = {
+                all_re * all_re + all_im * all_im,       own_re * own_re + own_im * own_im,
+                artif_re * artif_re + artif_im * artif_im, interf_re * interf_re + interf_im * interf_im,
+                spat_re * spat_re + spat_im * spat_im,
+            };
+            for (int i = 0; i < 5; i++) {
+                double *acc = e + (i * m + o) * LANES;
+                store(acc, load(acc) + w * energy[i]);
             }
         }
     }
@@ -195,22 +200,10 @@ static void cross_spectra_loop(const double *spectra, Py_ssize_t n_frames, Py_ss
      * references is Hermitian (the caller fills its lower half). */
     const Py_ssize_t m2 = 2 * m;
     vec x_re[m2], x_im[m2];
-    double tail[2 * LANES];
     for (Py_ssize_t block = t0; block < t1; block += BLOCK_TILES)
     for (Py_ssize_t k = 0; k < n_frames; k++)
     for (Py_ssize_t t = block; t < block + BLOCK_TILES && t < t1; t++) {
-        const Py_ssize_t f0 = t * LANES, valid = n_bins - f0 < LANES ? n_bins - f0 : LANES;
-        for (Py_ssize_t p = 0; p < m2; p++) {
-            const double *x = spectra + 2 * ((k * m2 + p) * n_bins + f0);
-            if (valid < LANES) {
-                memset(tail, 0, sizeof tail);
-                memcpy(tail, x, 2 * valid * sizeof(double));
-                x = tail;
-            }
-            const vec lo = load(x), hi = load(x + LANES);
-            x_re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-            x_im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-        }
+        load_tile(spectra, k, m2, n_bins, t * LANES, x_re, x_im);
         double *a = acc + t * m * m2 * 2 * LANES;
         for (Py_ssize_t p = 0; p < m; p++) {
             for (Py_ssize_t q = p; q < m2; q++) {
