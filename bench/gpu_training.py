@@ -5,7 +5,11 @@ Each (model, precision) runs the training step of demixbench.train.loop (autocas
 separation loss, GradScaler for fp16, Adam step) on random stereo batches already on the device, so
 it measures the model, not the data path (bench/data_path.py covers that). Times are taken after
 warm-up steps with CUDA synchronised; the peak memory is torch.cuda.max_memory_allocated. Ratios
-are printed against fp32 measured in the same run.
+are printed against fp32 measured in the same run, and, for `demucs_v1`, against the reference:
+the same model trained the way the authors' Demucs v1 loop does it, measured in the same run
+(fp32 without autocast or a loss scaler; the augmentation on the device inside the step: random
+time shift of each source, sign and channel flips, sources remixed across the batch; the sum of
+the sources as the mixture; L1 on the waveforms; Adam at 3e-4).
 
 Usage:
   .venv/bin/python bench/gpu_training.py                       # on a CUDA machine
@@ -73,6 +77,55 @@ def measure(
     return {"steps_per_s": steps / seconds, "peak_gib": peak}
 
 
+def _authors_augment(sources: torch.Tensor, shift: int) -> torch.Tensor:
+    """The Demucs v1 authors' augmentation, on the device: sources (batch, targets, channels,
+    time + shift) -> (batch, targets, channels, time): a random time shift per source, a random
+    sign and a random channel order per source, and each target drawn from another example of the
+    batch (remix)."""
+    batch, targets, channels, length = sources.shape
+    time = length - shift
+    offsets = torch.randint(0, shift + 1, (batch, targets, 1, 1), device=sources.device)
+    index = offsets + torch.arange(time, device=sources.device)
+    out = sources.gather(3, index.expand(batch, targets, channels, time))
+    out = out * (2 * torch.randint(0, 2, (batch, targets, 1, 1), device=sources.device) - 1)
+    swap = torch.randint(0, 2, (batch, targets, 1, 1), device=sources.device).bool()
+    out = torch.where(swap, out.flip(2), out)
+    remix = torch.argsort(torch.rand(batch, targets, device=sources.device), dim=0)
+    return out[remix, torch.arange(targets, device=sources.device)]
+
+
+def measure_reference(batch: int, segment: float, device: torch.device, steps: int, warmup: int) -> dict:
+    """Steps/s and peak memory of demucs_v1 trained as in the authors' Demucs v1 loop (see the
+    module docstring), on random batches already on the device, with 1 s of margin for the shift."""
+    torch.manual_seed(0)
+    model = build_model("demucs_v1", {}).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    shift = 44100
+    streams = 0.1 * torch.randn(batch, 4, 2, int(segment * 44100) + shift, device=device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> None:
+        sources = _authors_augment(streams, shift)
+        estimates = model(sources.sum(dim=1))
+        loss = torch.nn.functional.l1_loss(estimates, sources)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"steps_per_s": steps / seconds, "peak_gib": peak}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -83,6 +136,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--skip-peak", action="store_true", help="skip demucs_v1 at batch 64")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the authors' training loop (demucs_v1)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -93,7 +147,19 @@ def main() -> None:
     for name in args.models:
         arch, model_args, batch, segment = MODELS[name]
         batch, segment = args.batch or batch, args.segment or segment
-        baseline = None
+        baseline = reference = None
+        if name == "demucs_v1" and not args.skip_reference:
+            row = {"model": name, "precision": "reference", "batch": batch, "segment_s": segment}
+            try:
+                row.update(measure_reference(batch, segment, device, args.steps, args.warmup))
+            except torch.OutOfMemoryError:
+                row.update(steps_per_s=float("nan"), peak_gib=float("nan"), error="out of memory")
+            reference = row["steps_per_s"]
+            print(
+                f"{name:10s} authors' loop, fp32, batch {batch:3d} x {segment:5.2f} s: {reference:7.3f} steps/s, "
+                f"peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}"
+            )
+            results.append(row)
         for precision in args.precisions:
             row = {"model": name, "precision": precision, "batch": batch, "segment_s": segment}
             try:
@@ -103,9 +169,10 @@ def main() -> None:
             if precision == "fp32":
                 baseline = row["steps_per_s"]
             speedup = row["steps_per_s"] / baseline if baseline else float("nan")
+            versus_reference = f", {row['steps_per_s'] / reference:4.2f}x the authors' loop" if reference else ""
             print(
                 f"{name:10s} {precision:5s} batch {batch:3d} x {segment:5.2f} s: {row['steps_per_s']:7.3f} steps/s "
-                f"({speedup:4.2f}x fp32), peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}"
+                f"({speedup:4.2f}x fp32{versus_reference}), peak {row['peak_gib']:6.2f} GiB {row.get('error', '')}"
             )
             results.append(row)
     if not args.skip_peak and "demucs_v1" in args.models and (args.batch or 64) != 64:
