@@ -43,6 +43,17 @@
  * with -ffp-contract=off). */
 typedef double vec __attribute__((vector_size(LANES * sizeof(double))));
 
+/* The even and the odd lanes of two vectors (real and imaginary parts of LANES complex numbers):
+ * __builtin_shufflevector from GCC 12 and in clang, __builtin_shuffle in older GCC. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12 && !defined(DEMIXBENCH_OLD_SHUFFLE))
+#define EVEN_LANES(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODD_LANES(lo, hi) __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15)
+#else
+typedef long long lane_index __attribute__((vector_size(LANES * sizeof(long long))));
+#define EVEN_LANES(lo, hi) __builtin_shuffle(lo, hi, (lane_index){0, 2, 4, 6, 8, 10, 12, 14})
+#define ODD_LANES(lo, hi) __builtin_shuffle(lo, hi, (lane_index){1, 3, 5, 7, 9, 11, 13, 15})
+#endif
+
 __attribute__((always_inline)) static inline vec load(const double *p) {
     vec v;
     memcpy(&v, p, sizeof v);
@@ -65,8 +76,8 @@ __attribute__((always_inline)) static inline void load_tile(const double *spectr
             x = tail;
         }
         const vec lo = load(x), hi = load(x + LANES);
-        re[p] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-        im[p] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+        re[p] = EVEN_LANES(lo, hi);
+        im[p] = ODD_LANES(lo, hi);
     }
 }
 
