@@ -62,6 +62,11 @@ __attribute__((always_inline)) static inline vec load(const double *p) {
 
 __attribute__((always_inline)) static inline void store(double *p, vec v) { memcpy(p, &v, sizeof v); }
 
+/* The LANES partial sums a[0..LANES-1] added in the fixed tree every loop ends with. */
+__attribute__((always_inline)) static inline double tree_sum(const double *a) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* The tile of LANES bins from f0 of the 2M channels of frame k, split into real and imaginary
  * parts: spectra (K, 2M, F) complex as (re, im) pairs; zeros past the last bin. */
 __attribute__((always_inline)) static inline void load_tile(const double *spectra, Py_ssize_t k, Py_ssize_t m2,
@@ -129,10 +134,7 @@ static void frame_energies_loop(const double *spectra, Py_ssize_t n_frames, Py_s
         }
     }
     /* the lanes' sums, in a fixed tree */
-    for (Py_ssize_t i = 0; i < n_frames * 5 * m; i++) {
-        const double *a = lanes + i * LANES;
-        out[i] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    }
+    for (Py_ssize_t i = 0; i < n_frames * 5 * m; i++) out[i] = tree_sum(lanes + i * LANES);
 }
 
 /* A C-contiguous buffer of `ndim` dimensions and the given item format ("Zd" complex128 or "d"). */
@@ -332,8 +334,8 @@ static void frame_power_loop(const double *ref, const double *est, Py_ssize_t n_
         double lanes_s[LANES], lanes_e[LANES];
         store(lanes_s, ps);
         store(lanes_e, pe);
-        power[r] = ((lanes_s[0] + lanes_s[1]) + (lanes_s[2] + lanes_s[3])) + ((lanes_s[4] + lanes_s[5]) + (lanes_s[6] + lanes_s[7]));
-        error[r] = ((lanes_e[0] + lanes_e[1]) + (lanes_e[2] + lanes_e[3])) + ((lanes_e[4] + lanes_e[5]) + (lanes_e[6] + lanes_e[7]));
+        power[r] = tree_sum(lanes_s);
+        error[r] = tree_sum(lanes_e);
     }
 }
 

@@ -78,10 +78,10 @@ and 4 stereo sources, 92 MB of pass-1 chunk spectra, whose memory then holds pas
 memory then holds the correlations and then the filter spectra with their packed copy (58 MB);
 and about 10 MB per thread: about 0.2 GB on top of the inputs with two threads (194 MB measured
 for a 4-minute track), for a 30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and
-its LU copy on the dense fallback). The inputs are read in place; estimates shorter than the references are zero-padded
-virtually, not copied. Keeping all pass-1 spectra for pass 2 would save one FFT per channel and
-frame but needs 5.8 MB per second of audio (1.4 GB for 4 minutes); on the machine this was
-developed on, first-touching that much fresh memory took 0.1-6 s.
+its LU copy on the dense fallback). The inputs are read in place; estimates shorter than the
+references are zero-padded virtually, not copied. Keeping all pass-1 spectra for pass 2 would
+save one FFT per channel and frame but needs 5.8 MB per second of audio (1.4 GB for 4 minutes);
+on the machine this was developed on, first-touching that much fresh memory took 0.1-6 s.
 
 Accuracy and known differences
 ------------------------------

@@ -87,7 +87,8 @@ def cross_spectra(spectra: np.ndarray, n_frames: int, acc: np.ndarray, tiles: ra
     acc: (T, M, 2M, 2, LANES) float64, T = n_tiles(F): per tile of LANES bins, reference p and
     channel q, the real parts of the tile's bins, then their imaginary parts. Only the tiles in
     `tiles` (a range of tile indices, so that threads can share the work) and only q >= p are
-    updated: where both are references the sums are Hermitian (unpack_cross_spectra fills them).
+    updated: where both are references the sums are Hermitian, and the caller derives the other
+    half (bss_eval mirrors its lags).
     Each bin's sum is over the frames in order, one call after another: the same numbers whatever
     the split into calls or tiles.
     """
@@ -97,7 +98,8 @@ def cross_spectra(spectra: np.ndarray, n_frames: int, acc: np.ndarray, tiles: ra
 def unpack_cross_spectra(acc: np.ndarray, out: np.ndarray, rows: range) -> None:
     """cross_spectra's accumulator -> out (M, 2M, F) complex128, C-contiguous: out[p, q, f] = the
     sum of conj(X_p(f)) X_q(f), for the references p in `rows`. The Hermitian half of the
-    reference block (q < p < M) is not computed by cross_spectra: the caller fills it."""
+    reference block (q < p < M) is not computed by cross_spectra: it holds zeros here, and the
+    caller derives it."""
     _unpack_cross_spectra(acc, out, rows.start, rows.stop)
 
 
