@@ -41,6 +41,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(step, device: torch.device, steps: int, warmup: int) -> dict:
+    """Steps/s of `steps` calls of step() after `warmup` calls, and the peak GPU memory from here on
+    (the model, its optimiser and the batch already allocated)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"steps_per_s": steps / seconds, "peak_gib": peak}
+
+
 def measure(
     arch: str, args: dict, batch: int, segment: float, precision: str, device: torch.device, steps: int, warmup: int
 ) -> dict:
@@ -53,9 +71,6 @@ def measure(
     n = int(segment * 44100)
     sources = 0.1 * torch.randn(batch, 4, 2, n, device=device)
     mixture = sources.sum(dim=1)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> None:
         with amp.autocast():
@@ -65,16 +80,7 @@ def measure(
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = time.perf_counter() - started
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"steps_per_s": steps / seconds, "peak_gib": peak}
+    return _timed(step, device, steps, warmup)
 
 
 def _authors_augment(sources: torch.Tensor, shift: int) -> torch.Tensor:
@@ -102,9 +108,6 @@ def measure_reference(batch: int, segment: float, device: torch.device, steps: i
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     shift = 44100
     streams = 0.1 * torch.randn(batch, 4, 2, int(segment * 44100) + shift, device=device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> None:
         sources = _authors_augment(streams, shift)
@@ -114,16 +117,7 @@ def measure_reference(batch: int, segment: float, device: torch.device, steps: i
         optimizer.step()
         optimizer.zero_grad()
 
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = time.perf_counter() - started
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"steps_per_s": steps / seconds, "peak_gib": peak}
+    return _timed(step, device, steps, warmup)
 
 
 def main() -> None:

@@ -14,14 +14,15 @@ import yaml
 from conftest import REPO
 
 
-def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path):
-    # A PATH with no ffmpeg, and an `id` that says we are not root: nothing may be installed.
+def _make_fails_without_root(tmp_path, *arguments: str) -> list[str]:
+    """`make ARGUMENTS` with PATH = tmp_path (plus what the test put there) and an `id` that says
+    we are not root; checks that it fails, and returns its `error:` lines, of which there is one."""
     fake_id = tmp_path / "id"
     fake_id.write_text("#!/bin/sh\necho 1000\n")
     fake_id.chmod(0o755)
     make = shutil.which("make")
     result = subprocess.run(
-        [make, "--no-print-directory", "-C", str(REPO), "ffmpeg"],
+        [make, "--no-print-directory", "-C", str(REPO), *arguments],
         env={"PATH": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -30,6 +31,12 @@ def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
+    return errors
+
+
+def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path):
+    # A PATH with no ffmpeg, and an `id` that says we are not root: nothing may be installed.
+    errors = _make_fails_without_root(tmp_path, "ffmpeg")
     assert "ffmpeg/ffprobe not found" in errors[0]
     for fix in ("apt-get install ffmpeg", "conda install -c conda-forge ffmpeg", "brew install ffmpeg"):
         assert fix in errors[0]
@@ -37,21 +44,8 @@ def test_missing_ffmpeg_without_root_stops_with_one_line_naming_the_fix(tmp_path
 
 def test_missing_compiler_without_root_stops_with_one_line_naming_the_fix(tmp_path):
     # A PATH with this Python but no `cc`, and an `id` that says we are not root.
-    fake_id = tmp_path / "id"
-    fake_id.write_text("#!/bin/sh\necho 1000\n")
-    fake_id.chmod(0o755)
     (tmp_path / "python3").symlink_to(sys.executable)
-    make = shutil.which("make")
-    result = subprocess.run(
-        [make, "--no-print-directory", "-C", str(REPO), "build-tools", f"PYTHON={tmp_path / 'python3'}"],
-        env={"PATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1
+    errors = _make_fails_without_root(tmp_path, "build-tools", f"PYTHON={tmp_path / 'python3'}")
     assert "_kernels.c" in errors[0] and "C compiler" in errors[0]
     for fix in ("apt-get install build-essential python3-dev", "conda install -c conda-forge c-compiler"):
         assert fix in errors[0]
