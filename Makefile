@@ -116,12 +116,12 @@ evaluate: venv ffmpeg check-config
 	@echo
 	@cat $(call results_of,$(CONFIG))/tables/sdr.md
 
-# `pip install -e .` compiles the fast scorer's loop (setup.py): a C compiler and Python's headers.
+# `pip install -e .` compiles the fast scorer's loops (setup.py): a C compiler and Python's headers.
 build-tools:
 	@if command -v cc >/dev/null && $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-		echo "installing a C compiler and Python $$version's headers (pip install -e . compiles the scorer's loop)"; \
+		echo "installing a C compiler and Python $$version's headers (pip install -e . compiles the scorer's loops)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential python$$version-dev >/dev/null; \
 	else \
 		echo "error: pip install -e . compiles src/demixbench/score/_kernels.c and needs a C compiler (cc) and the headers of $(PYTHON) (Python.h); install them: sudo apt-get install build-essential python3-dev (Debian/Ubuntu), conda install -c conda-forge c-compiler, or xcode-select --install (macOS)" >&2; \

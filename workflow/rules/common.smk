@@ -352,7 +352,7 @@ wildcard_constraints:
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "demixbench"
 
 
-# Source files of the package: Python modules, and the C of the fast scorer's loop (setup.py).
+# Source files of the package: Python modules, and the C of the fast scorer's loops (setup.py).
 CODE_SUFFIXES = (".py", ".c")
 
 
