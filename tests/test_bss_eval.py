@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -208,6 +209,40 @@ def test_sizes_threads_and_shorter_estimates_do_not_change_results(monkeypatch):
         np.testing.assert_allclose(got, default, rtol=0, atol=1e-9)
 
 
+def test_lag_statistics_equal_the_whole_signal_correlations(monkeypatch):
+    """Pass 1 (blocks, their boundaries in groups, scratch carved from the arenas per worker)
+    against the correlations of the whole signals by one long FFT: rr[p, q, L-1+tau] = sum_n
+    x_p(n) x_q(n + tau) for |tau| < L, re[p, q, tau] = sum_n x_p(n) y_q(n + tau) for 0 <= tau < L."""
+    rng = np.random.default_rng(11)
+    n, lags = 70_001, 64
+    references = rng.standard_normal((2, n, 2))
+    estimates = (references + 0.5 * rng.standard_normal(references.shape))[:, : n - 999]  # zero-padded
+    x = references.transpose(0, 2, 1).reshape(4, n)
+    y = np.zeros((4, n))
+    y[:, : n - 999] = estimates.transpose(0, 2, 1).reshape(4, n - 999)
+    nf = 1 << (2 * n).bit_length()
+    spectra = np.fft.rfft(np.concatenate([x, y]), n=nf)
+    circ = np.fft.irfft(np.conj(spectra[:4, None]) * spectra[None], n=nf)  # [p, q, tau mod nf]
+    rr = np.concatenate([circ[:, :4, nf - lags + 1 :], circ[:, :4, :lags]], axis=-1)
+    re = circ[:, 4:, :lags]
+    monkeypatch.setattr(bss_eval, "STATS_NFFT", 1024)  # 73 blocks of 961 samples: 72 boundaries
+    monkeypatch.setattr(bss_eval, "BOUNDARY_GROUP", 32)  # in 3 groups
+    monkeypatch.setattr(bss_eval, "CHUNK_FRAMES", 16)
+    sig = bss_eval._Signals(references, estimates)
+    results = []
+    for workers, size in ((1, 1 << 20), (2, 1 << 20), (3, 1 << 20), (2, 5000)):  # 5000: mostly fresh arrays
+        arenas = (bss_eval._Arena(size), bss_eval._Arena(size // 4))
+        with ThreadPoolExecutor(workers) as pool:
+            results.append(bss_eval.lag_statistics(sig, lags, arenas, pool, workers))
+    results.append(bss_eval.lag_statistics(sig, lags))  # fresh arrays, no arenas, one thread
+    scale = np.max(np.abs(rr))
+    for got_rr, got_re in results:
+        np.testing.assert_allclose(got_rr, rr, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(got_re, re, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_array_equal(got_rr, results[0][0])  # bit for bit, whatever the threads
+        np.testing.assert_array_equal(got_re, results[0][1])
+
+
 def test_scores_do_not_depend_on_the_number_of_threads():
     """Bit for bit, on an ill-conditioned input (a nearly-mono stem: the filters there are decided
     to ~1e-6 in relative terms, so a different summation order moves ISR/SIR/SAR by ~1e-6 dB):
@@ -319,25 +354,37 @@ def test_the_compiled_cross_spectra_match_their_definition(n_bins):
         kernels.cross_spectra(np.ascontiguousarray(spectra), k, acc, range(0, tiles + 1))
 
 
+def _framing_input(layout: str, dtype: type) -> np.ndarray:
+    """(sources, 40 samples, channels) in the layouts kernels.frame_rows has loops for."""
+    rng = np.random.default_rng(3)
+    if layout == "strided":  # (3, 40, 3), strided on every axis: the general loop
+        return rng.standard_normal((3, 50, 5)).astype(dtype)[:, 5:45, ::2]
+    if layout == "interleaved":  # stereo as decoded audio: x[j, i, c] at 2 i + c
+        return rng.standard_normal((3, 40, 2)).astype(dtype)
+    return rng.standard_normal((3, 2, 40)).astype(dtype).transpose(0, 2, 1)  # planar: contiguous channels
+
+
+@pytest.mark.parametrize("layout", ["strided", "interleaved", "planar"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_compiled_framing_matches_numpy(dtype):
-    """kernels.frame_rows reads strided (sources, samples, channels) views in place, and
-    kernels.frame_power sums |s|^2 and |s_hat - s|^2 over the frame (lengths around its LANES)."""
+def test_the_compiled_framing_matches_numpy(dtype, layout):
+    """kernels.frame_rows reads (sources, samples, channels) views in place, strided, interleaved
+    or planar, and kernels.frame_power sums |s|^2 and |s_hat - s|^2 over the frame (lengths
+    around its LANES)."""
     from demixbench.score import kernels
 
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((3, 50, 5)).astype(dtype)[:, 5:45, ::2]  # (3, 40, 3), strided on every axis
+    x = _framing_input(layout, dtype)
     assert kernels.framed_dtype(x) and not kernels.framed_dtype(x.astype(np.int16))
-    rows = np.full((2, 9, 24), np.nan)
+    n_rows = x.shape[0] * x.shape[2]
+    rows = np.full((2, n_rows, 24), np.nan)
     kernels.frame_rows(x, 7, 20, rows[0])
     kernels.frame_rows(x, 10, 13, rows[1])
     for r, (start, n) in zip(rows, [(7, 20), (10, 13)], strict=True):
-        np.testing.assert_array_equal(r[:, :n], x[:, start : start + n].transpose(0, 2, 1).reshape(9, n))
+        np.testing.assert_array_equal(r[:, :n], x[:, start : start + n].transpose(0, 2, 1).reshape(n_rows, n))
         assert np.all(r[:, n:] == 0.0)
     with pytest.raises(ValueError, match="shapes"):
         kernels.frame_rows(x, 30, 20, rows[0])  # past the end of x
     for n in (0, 5, 8, 13, 24):
-        power = np.empty((2, 9))
+        power = np.empty((2, n_rows))
         kernels.frame_power(rows, n, power)
         np.testing.assert_allclose(power[0], np.sum(rows[0, :, :n] ** 2, axis=1), rtol=1e-14)
         np.testing.assert_allclose(power[1], np.sum((rows[1, :, :n] - rows[0, :, :n]) ** 2, axis=1), rtol=1e-14)

@@ -258,16 +258,57 @@ static PyObject *cross_spectra(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Stereo samples as decoded audio holds them, interleaved (x[2 i + c]), into two rows: one sweep
+ * over the source instead of one per channel, vectorised (the conversions are exact). */
+VECTOR_CLONES
+static void deinterleave_float(const float *restrict x, Py_ssize_t n, double *restrict left, double *restrict right) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        left[i] = x[2 * i];
+        right[i] = x[2 * i + 1];
+    }
+}
+
+VECTOR_CLONES
+static void deinterleave_double(const double *restrict x, Py_ssize_t n, double *restrict left, double *restrict right) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        left[i] = x[2 * i];
+        right[i] = x[2 * i + 1];
+    }
+}
+
+/* One channel's contiguous samples (planar audio: (sources, channels, samples) seen transposed). */
+VECTOR_CLONES
+static void widen_float(const float *restrict x, Py_ssize_t n, double *restrict row) {
+    for (Py_ssize_t i = 0; i < n; i++) row[i] = x[i];
+}
+
 /* Framing: rows[j * C + c, i] = x[j, start + i, c] as double for i < n, zeros after; x (J, N, C)
  * float32 or float64 with any strides (in bytes). */
 static void frame_rows_loop(const char *x, int is_float, Py_ssize_t n_src, Py_ssize_t n_chan, const Py_ssize_t *strides,
                             Py_ssize_t start, Py_ssize_t n, double *rows, Py_ssize_t width) {
+    const Py_ssize_t item = is_float ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
+    const int interleaved = n_chan == 2 && strides[2] == item && strides[1] == 2 * item;
     for (Py_ssize_t j = 0; j < n_src; j++) {
+        if (interleaved) {
+            const char *src = x + j * strides[0] + start * strides[1];
+            double *left = rows + 2 * j * width, *right = left + width;
+            if (is_float)
+                deinterleave_float((const float *)src, n, left, right);
+            else
+                deinterleave_double((const double *)src, n, left, right);
+            memset(left + n, 0, (size_t)(width - n) * sizeof(double));
+            memset(right + n, 0, (size_t)(width - n) * sizeof(double));
+            continue;
+        }
         for (Py_ssize_t c = 0; c < n_chan; c++) {
             double *row = rows + (j * n_chan + c) * width;
             const char *src = x + j * strides[0] + start * strides[1] + c * strides[2];
             const Py_ssize_t step = strides[1];
-            if (is_float)
+            if (is_float && step == item)
+                widen_float((const float *)src, n, row);
+            else if (step == item)
+                memcpy(row, src, (size_t)n * sizeof(double));
+            else if (is_float)
                 for (Py_ssize_t i = 0; i < n; i++) row[i] = *(const float *)(src + i * step);
             else
                 for (Py_ssize_t i = 0; i < n; i++) row[i] = *(const double *)(src + i * step);

@@ -69,19 +69,23 @@ about as fast on Intel, slower on AMD, and it made every scoring job import torc
 compiled too. A torch version of the whole computation for GPUs is
 demixbench.score.bss_eval_torch. BLAS only serves the filter solve (block Levinson's small
 products, and the dense fallback in the calling thread with all BLAS threads).
-FFT inputs are padded in place in reused buffers, and both passes share one scratch for their
-spectra, asked for transparent huge pages: fresh memory is expensive to first-touch.
+FFT inputs are padded in place in each thread's framing buffer. The spectra of both passes, the
+framing buffers and the block boundaries' scratch are carved from two arenas, asked for
+transparent huge pages and reused step after step: fresh memory is expensive to first-touch
+(4 KB pages cost up to 50 us each on the development VM).
 
 Memory is bounded by the chunks, independently of the track length: with 1-s frames at 44.1 kHz
-and 4 stereo sources, 92 MB of pass-1 chunk spectra, whose memory then holds pass 2's chunks
-(46 MB per thread: 92 MB with two threads, 368 MB with eight); a 46 MB pass-1 accumulator, whose
-memory then holds the correlations and then the filter spectra with their packed copy (58 MB);
-and about 10 MB per thread: about 0.2 GB on top of the inputs with two threads (194 MB measured
-for a 4-minute track), for a 30-s or a 10-min track alike (plus 0.3 GB for the Gram matrix and
-its LU copy on the dense fallback). The inputs are read in place; estimates shorter than the
-references are zero-padded virtually, not copied. Keeping all pass-1 spectra for pass 2 would
-save one FFT per channel and frame but needs 5.8 MB per second of audio (1.4 GB for 4 minutes);
-on the machine this was developed on, first-touching that much fresh memory took 0.1-6 s.
+and 4 stereo sources, 92 MB of pass-1 chunk spectra and 6 MB of framing buffer per thread, whose
+memory then holds the block boundaries' scratch (16 MB per thread) and then pass 2's chunks with
+their framing buffers (52 MB per thread: 104 MB with two threads, 415 MB with eight); a 46 MB
+pass-1 accumulator, whose memory then holds the correlations, the boundaries' partial sums and
+then the filter spectra with their packed copy (58 MB); and a few MB more: 169 MB measured on top
+of the inputs with two threads for a 4-minute track, for a 30-s or a 10-min track alike (plus
+0.3 GB for the Gram matrix and its LU copy on the dense fallback). The inputs are read in place;
+estimates shorter than the references are zero-padded virtually, not copied. Keeping all pass-1
+spectra for pass 2 would save one FFT per channel and frame but needs 5.8 MB per second of audio
+(1.4 GB for 4 minutes); on the machine this was developed on, first-touching that much fresh
+memory took 0.1-6 s.
 
 Accuracy and known differences
 ------------------------------
@@ -336,11 +340,17 @@ class _Arena:
         self.used += n
         return view
 
+    def carve(self, n_complex: int) -> _Arena:
+        """An arena of its own over the next n_complex elements of this one: a worker's scratch."""
+        part = _Arena()
+        part.buffer = self.take((n_complex,))
+        return part
 
-def _circular_to_lags(circ: np.ndarray, lags: int) -> np.ndarray:
+
+def _circular_to_lags(circ: np.ndarray, lags: int, out: np.ndarray | None = None) -> np.ndarray:
     """(..., nf) circular correlations (lag tau at index tau mod nf) -> (..., 2 lags - 1), lags
-    -lags+1 .. lags-1."""
-    return np.concatenate([circ[..., circ.shape[-1] - lags + 1 :], circ[..., :lags]], axis=-1)
+    -lags+1 .. lags-1 (into `out` if given)."""
+    return np.concatenate([circ[..., circ.shape[-1] - lags + 1 :], circ[..., :lags]], axis=-1, out=out)
 
 
 def _products_to_lags(
@@ -377,25 +387,44 @@ def _products_to_lags(
     return corr
 
 
-def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int = 32) -> np.ndarray:
+def _boundary_layout(m: int, lags: int, batch: int = BOUNDARY_GROUP) -> tuple[int, int]:
+    """The FFT length of _boundary_products and the scratch one call takes (complex elements)."""
+    half = lags - 1
+    nf = next_fast_len(3 * half + 1)  # no circular aliasing for |tau| < lags
+    n_bins = nf // 2 + 1
+    # cross spectra, segments (2 x 2M real rows), the batch's spectra, the circular correlations
+    return nf, n_bins * m * 2 * m + 2 * m * nf + 2 * n_bins * batch * 2 * m + nf * m * m
+
+
+def _boundary_products(
+    sig: _Signals,
+    bounds: list[int],
+    lags: int,
+    out: np.ndarray,
+    arena: _Arena | None = None,
+    batch: int = BOUNDARY_GROUP,
+) -> None:
     """The part of the whole-signal correlations that pass-1 blocks miss: products
     x_p(n) x_q(n + tau) with n and n + tau on the two sides of a block boundary.
 
     Only the lags - 1 samples on each side matter. Per boundary, the tail u (before) and head v
     (after) are laid out at [0, lags - 1) and [lags - 1, 2 lags - 2) of a 1536-point frame, so
-    corr(u, v) + corr(v, u) at |tau| < lags is exactly the cross-boundary sum. Returns
-    (M, 2M, 2 lags - 1) as _products_to_lags.
+    corr(u, v) + corr(v, u) at |tau| < lags is exactly the cross-boundary sum. Writes (M, 2M,
+    2 lags - 1), as _products_to_lags returns, into `out`. arena: scratch of
+    _boundary_layout's size (fresh arrays without).
     """
     m = sig.m
     half = lags - 1
-    nf = next_fast_len(3 * half + 1)  # no circular aliasing for |tau| < lags
+    nf, _ = _boundary_layout(m, lags, batch)
     n_bins = nf // 2 + 1
-    cross = np.zeros((n_bins, m, 2 * m), dtype=complex)
-    seg = np.zeros((2, 2, m, nf))  # [tail | head], [references | estimates]
-    buffer = np.empty((2, n_bins, min(batch, len(bounds)), 2 * m), dtype=complex)  # reused: see _Arena
+    arena = (arena or _Arena()).reset()
+    cross = arena.take((n_bins, m, 2 * m))
+    cross[...] = 0.0
+    seg = arena.take((2, 2, m, nf), float)  # [tail | head], [references | estimates]
+    spectra = arena.take((2, n_bins, min(batch, len(bounds)), 2 * m))
     for first in range(0, len(bounds), batch):
         these = bounds[first : first + batch]
-        spec = buffer[:, :, : len(these)]
+        spec = spectra[:, :, : len(these)]
         for k, pos in enumerate(these):
             sig.fill(seg[0], pos - half, pos)
             sig.fill(seg[1, :, :, half:], pos, pos + half)
@@ -404,7 +433,8 @@ def _boundary_products(sig: _Signals, bounds: list[int], lags: int, batch: int =
         u, v = spec
         cross += np.matmul(u[:, :, :m].conj().transpose(0, 2, 1), v)
         cross += np.matmul(v[:, :, :m].conj().transpose(0, 2, 1), u)
-    return _circular_to_lags(np.fft.irfft(cross, n=nf, axis=0).transpose(1, 2, 0), lags)
+    circ = np.fft.irfft(cross, n=nf, axis=0, out=arena.take((nf, m, 2 * m), float))
+    _circular_to_lags(circ.transpose(1, 2, 0), lags, out=out)
 
 
 def _stats_layout(n_samples: int, filters_len: int) -> tuple[int, int, int]:
@@ -436,7 +466,7 @@ def lag_statistics(
     chunk = chunk_arena.reset().take((k_max, 2 * m, n_bins))
     acc = acc_arena.reset().take((kernels.n_tiles(n_bins), m, 2 * m, 2, kernels.LANES), float)
     acc[...] = 0.0
-    bufs = [np.zeros((2, m, nf)) for _ in range(n_workers)]
+    bufs = [chunk_arena.take((2, m, nf), float) for _ in range(n_workers)]  # sig.fill writes all of it
     tiles = _split(kernels.n_tiles(n_bins), n_workers)
 
     for first in range(0, len(starts), k_max):
@@ -456,7 +486,19 @@ def lag_statistics(
         # groups of a fixed size, summed in order: the result must not depend on the thread count
         bounds = starts[1:]
         groups = [bounds[i : i + BOUNDARY_GROUP] for i in range(0, len(bounds), BOUNDARY_GROUP)]
-        for part in _parallel(pool, lambda group: _boundary_products(sig, group, L), groups):
+        parts = acc_arena.reset().take((len(groups), *corr.shape), float)
+        # worker w takes groups w, w + n, ... in a scratch of its own, carved from memory pass 1
+        # already touched (fresh 4 KB pages cost about 50 us each to first-touch on a VM)
+        n_parts = min(n_workers, len(groups))
+        chunk_arena.reset()
+        scratch = [chunk_arena.carve(_boundary_layout(m, L)[1]) for _ in range(n_parts)]
+
+        def boundaries(worker: int) -> None:
+            for i in range(worker, len(groups), n_parts):
+                _boundary_products(sig, groups[i], L, parts[i], scratch[worker])
+
+        _parallel(pool, boundaries, range(n_parts))
+        for part in parts:
             corr += part
     return corr[:, :m], corr[:, m:, L - 1 :].copy()
 
@@ -695,9 +737,10 @@ def _frame_energies(
     k_max = _frames_per_chunk(n_frames)
     starts = list(range(0, n_frames, k_max))
     n_workers = min(n_workers, len(starts))  # a worker per chunk at most
+    arena = (arena or _Arena()).reset()
     if filters is not None:
         # chunks[w][k] = [S | S_hat] (2M, F) for frame k of worker w's chunk, as rfft writes them
-        chunks = (arena or _Arena()).reset().take((n_workers, k_max, 2 * m, n_bins))
+        chunks = arena.take((n_workers, k_max, 2 * m, n_bins))
         # Parseval for a real signal of length nf from its rfft: weight 2/nf, but 1/nf for the
         # bins that appear once in the full spectrum (DC, and Nyquist for even nf)
         weights = np.full(n_bins, 2.0)
@@ -706,9 +749,10 @@ def _frame_energies(
             weights[-1] = 1.0
         take = (lambda shape: filter_arena.take(shape, float)) if filter_arena else None
         packed = kernels.pack_filters(*filters, weights, take)
+    bufs = arena.take((n_workers, 2, m, nf), float)  # the workers' frames: sig.fill writes all of it
 
     def work(worker: int) -> None:
-        buf, power = np.zeros((2, m, nf)), np.empty((2, m))
+        buf, power = bufs[worker], np.empty((2, m))
         if filters is not None:
             chunk = chunks[worker]
             sums = np.empty((k_max, 5, m))
@@ -746,21 +790,26 @@ def _frames_per_chunk(n_frames: int) -> int:
 
 def _arenas(sig: _Signals, n_frames: int, nf: int, n_workers: int) -> tuple[_Arena, _Arena]:
     """The two scratch buffers of a full computation, sized for what the steps carve from them
-    in turn: [pass-1 chunk, then summed cross spectra; the workers' pass-2 chunks] and [pass-1
-    accumulator, then correlations; filter spectra and their packed copy (kept through pass 2)].
-    In complex elements."""
+    in turn: [pass-1 chunk and framing buffers, then summed cross spectra, then the boundaries'
+    scratch per worker; the workers' pass-2 chunks and framing buffers] and [pass-1 accumulator,
+    then correlations, then the boundaries' partial sums; filter spectra and their packed copy
+    (kept through pass 2)]. In complex elements."""
     m, n_chan = sig.m, sig.n_chan
     _, nf_stats, k_stats = _stats_layout(sig.n_samples, FILTERS_LEN)
     bins_stats, bins = nf_stats // 2 + 1, nf // 2 + 1
+    frame_workers = min(n_workers, -(-n_frames // FRAME_CHUNK))
+    boundaries = -(-sig.n_samples // (nf_stats - FILTERS_LEN + 1)) - 1
     spectra = max(
-        k_stats * bins_stats * 2 * m,
-        m * 2 * m * bins_stats,
-        min(n_workers, -(-n_frames // FRAME_CHUNK)) * _frames_per_chunk(n_frames) * bins * 2 * m,
+        k_stats * bins_stats * 2 * m + n_workers * m * nf_stats,  # chunk, framing buffers
+        m * 2 * m * bins_stats,  # _products_to_lags
+        min(n_workers, -(-boundaries // BOUNDARY_GROUP)) * _boundary_layout(m, FILTERS_LEN)[1],
+        frame_workers * (_frames_per_chunk(n_frames) * bins * 2 * m + m * nf),  # chunks, framing buffers
     )
     packed = kernels.n_tiles(bins) * kernels.LANES * (m * m + n_chan * m + 1)  # kernels.pack_filters
     accumulator = max(
         kernels.n_tiles(bins_stats) * kernels.LANES * 2 * m * m,  # kernels.cross_spectra
         m * m * nf_stats,
+        -(-boundaries // BOUNDARY_GROUP) * m * m * (2 * FILTERS_LEN - 1),  # _boundary_products' parts
         bins * (m * m + n_chan * m) + packed,  # _filter_spectra
     )
     return _Arena(spectra), _Arena(accumulator)
