@@ -2,8 +2,10 @@
 museval.evaluate(mode="v4") on the same 4-source stereo 44.1 kHz inputs.
 
 Inputs are synthetic float32 "stems" (coloured noise, a nearly-mono bass) and estimates made of
-the filtered own source, leakage of the others and noise. Each scorer runs once, in a fresh
-process, which reports the wall time of the scoring call (imports done before) and its peak
+the filtered own source, leakage of the others and noise. Each scorer runs in a fresh process,
+museval once, the fast scorers --repeats times (default 3: on a shared or virtual machine one
+run of a second or two varies by 10-20 %; the median is reported, with every run), and each
+process reports the wall time of the scoring call (imports done before) and its peak
 resident memory while scoring: the peak (VmHWM) is reset through /proc/self/clear_refs once the inputs exist, so it
 counts the resident inputs (0.68 GB for 4 minutes) plus what the scorer allocates, not the
 input generation. The scorers are museval, the fast scorer, and the fast scorer's SDR-only
@@ -93,11 +95,17 @@ print(json.dumps({"wall_s": wall, "peak_mb": status("VmHWM"), "before_mb": resid
 NAMES = ("SDR", "ISR", "SIR", "SAR")
 
 
-def run(seconds: float, which: str, out: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(seconds), which, str(out)], check=True, capture_output=True, text=True
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run(seconds: float, which: str, out: Path, repeats: int = 1) -> dict:
+    """`which` scored in `repeats` fresh processes: the run of median wall time, with every
+    run's wall time in "runs_s" (the scores, in `out`, are the same in every run)."""
+    results = []
+    for _ in range(repeats):
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(seconds), which, str(out)], check=True, capture_output=True, text=True
+        )
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    median = sorted(results, key=lambda result: result["wall_s"])[(repeats - 1) // 2]
+    return {**median, "runs_s": [result["wall_s"] for result in results]}
 
 
 def main() -> None:
@@ -105,6 +113,7 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="4-min track instead of 30 s")
     parser.add_argument("--seconds", type=float, default=None, help="track length (overrides --long)")
     parser.add_argument("--skip-museval", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs of each fast scorer (median)")
     parser.add_argument(
         "--device", default=None, help="also time the torch backend on this torch device (cpu, cuda, cuda:1, ...)"
     )
@@ -113,26 +122,28 @@ def main() -> None:
     import numpy as np
 
     per_track = 240.0 / seconds
-    runs = 22 * 50
+    n_scored = 22 * 50
 
     def report(name: str, result: dict) -> None:
         scope = "while scoring" if result["peak_is_scoring_only"] else "whole process"
+        runs = result["runs_s"]
+        spread = f" (median of {len(runs)} runs: {', '.join(f'{s:.2f}' for s in runs)} s)" if len(runs) > 1 else ""
         print(
-            f"{name:11s}{result['wall_s']:8.2f} s, peak RSS {result['peak_mb']:7.0f} MB {scope} "
+            f"{name:11s}{result['wall_s']:8.2f} s{spread}, peak RSS {result['peak_mb']:7.0f} MB {scope} "
             f"(inputs resident: {result['before_mb']:.0f} MB)"
         )
-        print(f"  extrapolated to 22 runs x 50 tracks of 4 min: {result['wall_s'] * per_track * runs / 3600:.2f} h")
+        print(f"  extrapolated to 22 runs x 50 tracks of 4 min: {result['wall_s'] * per_track * n_scored / 3600:.2f} h")
 
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{seconds:g}-s track, 4 sources, stereo, 44.1 kHz")
-        fast = run(seconds, "fast", Path(tmp) / "fast.npy")
+        fast = run(seconds, "fast", Path(tmp) / "fast.npy", args.repeats)
         report("fast:", fast)
-        sdr = run(seconds, "sdr", Path(tmp) / "sdr.npy")
+        sdr = run(seconds, "sdr", Path(tmp) / "sdr.npy", args.repeats)
         report("SDR only:", sdr)
         scorers = [("fast", fast, "fast.npy"), ("SDR only", sdr, "sdr.npy")]
         if args.device:
             name = f"torch {args.device}"
-            on_device = run(seconds, f"torch:{args.device}", Path(tmp) / "torch.npy")
+            on_device = run(seconds, f"torch:{args.device}", Path(tmp) / "torch.npy", args.repeats)
             report(f"{name}:", on_device)
             scorers.append((name, on_device, "torch.npy"))
             a, b = np.load(Path(tmp) / "fast.npy"), np.load(Path(tmp) / "torch.npy")
