@@ -102,3 +102,58 @@ def test_a_track_shorter_than_the_scoring_window_is_named_in_a_warning(tmp_path,
         scores = score_track(track, tmp_path / "est", tmp_path / "out.json.gz", config=ScoringConfig(sample_rate=8000))
     assert "Short - Track: 6000 samples, shorter than the scoring window" in caplog.text
     assert len(scores["targets"][0]["frames"]) == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_samples_are_refused_naming_the_file_and_where(tmp_path, bad):
+    """A diverged model's NaN (or inf) estimate has no scores (museval's would all be NaN, and a
+    table's medians would leave them out): refused before scoring, naming the file, the count,
+    the first sample's time and channel, and the fix; nothing is written. A corrupt decoded
+    reference is named too."""
+    from demixbench.score.track import NonFiniteAudio, score_track
+    from demixbench.separate.estimates import write_estimates
+
+    rng = np.random.default_rng(2)
+    track = tmp_path / "decoded" / "Some - Track"
+    track.mkdir(parents=True)
+    references = rng.normal(0, 0.1, size=(4, 2, 3 * 8000)).astype(np.float32)
+    for name, audio in zip(("drums", "bass", "other", "vocals"), references, strict=True):
+        np.save(track / f"{name}.npy", audio)
+    estimates = references * 0.9
+    write_estimates(tmp_path / "est", estimates, ("drums", "bass", "other", "vocals"), 8000)
+    config = ScoringConfig(sample_rate=8000)
+
+    broken = estimates.copy()
+    broken[1, 1, 12000:12003] = bad  # bass, channel 1, at 1.5 s
+    with pytest.raises(NonFiniteAudio, match=r"bass estimate: 3 samples are NaN or infinite, the first at 1\.500 s"):
+        score_arrays(references, broken, config=config)
+    import soundfile as sf
+
+    sf.write(tmp_path / "est" / "bass.wav", broken[1].T, 8000, subtype="FLOAT")
+    out = tmp_path / "out.json.gz"
+    with pytest.raises(ValueError) as error:
+        score_track(track, tmp_path / "est", out, config=config)
+    message = str(error.value)
+    assert (
+        f"{tmp_path / 'est' / 'bass.wav'}: 3 samples are NaN or infinite, the first at 1.500 s (channel 1)" in message
+    )
+    assert "training diverged" in message and "drums" not in message
+    assert not out.exists()
+
+    np.save(track / "other.npy", np.where(np.arange(3 * 8000) == 100, bad, references[2]).astype(np.float32))
+    with pytest.raises(ValueError, match=r"other\.npy: 2 samples are NaN or infinite, the first at 0\.013 s .*decode"):
+        score_track(track, tmp_path / "est", out, config=config)
+
+
+def test_a_separator_output_with_nan_is_not_written(tmp_path):
+    """stream_estimates refuses a block with NaN (a diverged model) and leaves no file; the time
+    counts the blocks before it."""
+    from demixbench.separate.estimates import EstimatesError, stream_estimates
+
+    targets = ("drums", "bass", "other", "vocals")
+    good = np.zeros((4, 2, 8000), dtype=np.float32)
+    bad = good.copy()
+    bad[3, 0, 4000] = np.nan
+    with pytest.raises(EstimatesError, match=r"vocals\.wav: 1 samples are NaN or infinite, the first at 1\.500 s"):
+        stream_estimates(tmp_path / "est", iter([good, bad]), targets, 8000)
+    assert not (tmp_path / "est").exists() or not any((tmp_path / "est").iterdir())

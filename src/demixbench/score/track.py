@@ -22,7 +22,7 @@ from demixbench.data.cache import load_decoded
 from demixbench.devices import DEVICES
 from demixbench.score.bss_eval import bss_eval_v4
 from demixbench.score.scorefile import METRICS, write_scores
-from demixbench.separate.estimates import read_estimates
+from demixbench.separate.estimates import non_finite, read_estimates
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,28 @@ log = logging.getLogger(__name__)
 _FRAME_METRICS: tuple[str, ...] = (METRICS[0], METRICS[2], METRICS[1], METRICS[3])  # SDR, SIR, ISR, SAR
 
 
+class NonFiniteAudio(ValueError):
+    """References or estimates with NaN or infinite samples: they have no scores (museval's would
+    be NaN, and a table's medians would quietly leave them out). ``problems`` says which."""
+
+    @dataclass(frozen=True)
+    class Problem:
+        target: int  # index into the targets
+        which: str  # "reference" or "estimate"
+        description: str  # non_finite's: how many samples, the first where
+
+    def __init__(self, targets: Sequence[str], problems: Sequence[NonFiniteAudio.Problem]) -> None:
+        self.targets, self.problems = tuple(targets), list(problems)
+        super().__init__("; ".join(f"{self.targets[p.target]} {p.which}: {p.description}" for p in self.problems))
+
+
 def nsdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-7) -> float:
     """MDX-style "new SDR" over a whole signal, all channels together:
     10 log10((sum s^2 + eps) / (sum (s - s_hat)^2 + eps)). Any matching shapes."""
     reference = np.asarray(reference, dtype=np.float64)
     estimate = np.asarray(estimate, dtype=np.float64)
-    return float(10 * np.log10((np.sum(reference**2) + eps) / (np.sum((reference - estimate) ** 2) + eps)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN or inf samples: a NaN or -inf, told apart by callers
+        return float(10 * np.log10((np.sum(reference**2) + eps) / (np.sum((reference - estimate) ** 2) + eps)))
 
 
 def bss_eval_museval(
@@ -130,8 +146,10 @@ def score_arrays(
 
     references, estimates: (targets, channels, samples), in the order of `targets`. A target
     whose reference is silent over the whole track gets NaN in every frame and NaN nSDR; the
-    others are scored as usual. ValueError when every reference is silent. ``sdr_only``: the fast
-    scorer's SDR-only path (CPU), frames holding {"SDR": ...} only.
+    others are scored as usual. ValueError when every reference is silent; NonFiniteAudio (a
+    ValueError) when a scored target's reference or estimate has NaN or infinite samples, before
+    any scoring. ``sdr_only``: the fast scorer's SDR-only path (CPU), frames holding {"SDR": ...}
+    only.
     """
     if sdr_only and config.backend != "fast":
         raise ValueError("the SDR-only path is the fast backend's (scoring backend 'fast')")
@@ -152,6 +170,20 @@ def score_arrays(
             "%s: reference silent over the whole track; scored as undefined (NaN), the other targets as usual",
             ", ".join(targets[index] for index in silent),
         )
+    # Computed before the scores: finite audio always has a finite nSDR (float64 sums, eps > 0), so
+    # a non-finite one flags NaN or inf samples, which would make scores NaN without a word
+    nsdrs = [
+        math.nan if index in silent else nsdr(references[index], estimates[index]) for index in range(len(targets))
+    ]
+    problems = [
+        NonFiniteAudio.Problem(index, which, problem)
+        for index in scored
+        if not math.isfinite(nsdrs[index])
+        for which, audio in (("reference", references[index]), ("estimate", estimates[index]))
+        if (problem := non_finite(audio, sample_rate)) is not None
+    ]
+    if problems:
+        raise NonFiniteAudio(targets, problems)
     # museval wants (sources, samples, channels)
     scored_references, scored_estimates = references[scored].transpose(0, 2, 1), estimates[scored].transpose(0, 2, 1)
     if sdr_only:
@@ -175,7 +207,7 @@ def score_arrays(
             for k in range(n_frames)
         ]
         result["targets"].append({"name": target, "frames": frames})
-        result["nsdr"][target] = math.nan if index in silent else nsdr(references[index], estimates[index])
+        result["nsdr"][target] = nsdrs[index]
     return result
 
 
@@ -187,7 +219,8 @@ def score_track(
     config: ScoringConfig = ScoringConfig(),
 ) -> dict:
     """Score the estimates in estimates_dir/<target>.wav against a decoded track's stems and write
-    the museval-format scores to `out` (see score_arrays and write_scores)."""
+    the museval-format scores to `out` (see score_arrays and write_scores). NaN or infinite
+    samples: ValueError naming each such file, the samples and the fix, and nothing written."""
     track = load_decoded(track_dir, stems=targets, mmap=False)
     references = np.stack([track[target] for target in targets])
     window = int(config.win_seconds * config.sample_rate)
@@ -199,7 +232,20 @@ def score_track(
             references.shape[-1],
             config.win_seconds,
         )
-    scores = score_arrays(references, read_estimates(estimates_dir, targets), targets, config)
+    try:
+        scores = score_arrays(references, read_estimates(estimates_dir, targets), targets, config)
+    except NonFiniteAudio as error:
+        lines = []
+        for problem in error.problems:
+            target = targets[problem.target]
+            if problem.which == "reference":
+                fix = "a corrupt decoded reference: delete it and rerun, which decodes the track again"
+                path = Path(track_dir) / f"{target}.npy"
+            else:
+                fix = "re-create the estimates (a separator whose training diverged? see its run's training log)"
+                path = Path(estimates_dir) / f"{target}.wav"
+            lines.append(f"{path}: {problem.description}; {fix}")
+        raise ValueError("\n".join(lines)) from None
     write_scores(out, scores)
     log.info(
         "%s: median SDR %s",

@@ -24,6 +24,23 @@ from demixbench.fileio import atomic_path
 log = logging.getLogger(__name__)
 
 
+def non_finite(audio: np.ndarray, sample_rate: int, offset: int = 0) -> str | None:
+    """None when every sample of `audio` (channels, samples) is finite, else what is wrong and
+    where: "N samples are NaN or infinite, the first at T s (channel c)"; `offset`: the samples
+    before `audio` (for a block of a longer signal). A sum first, so finite audio costs one pass."""
+    with np.errstate(over="ignore"):  # NaN and inf propagate; an overflow of huge samples falls through
+        if np.isfinite(np.sum(audio)):
+            return None
+    bad = ~np.isfinite(audio)
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad.any(axis=0)))
+    return (
+        f"{int(bad.sum())} samples are NaN or infinite, the first at {(offset + first) / sample_rate:.3f} s "
+        f"(channel {int(np.argmax(bad[:, first]))})"
+    )
+
+
 def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str], sample_rate: int) -> list[Path]:
     """Write (targets, channels, samples) as out_dir/<target>.wav, 32-bit float so scoring sees
     exactly what the model produced (16-bit PCM would add quantisation noise to the scores)."""
@@ -34,13 +51,28 @@ def stream_estimates(
     out_dir: Path, blocks: Iterator[np.ndarray], targets: Sequence[str], sample_rate: int
 ) -> list[Path]:
     """Write consecutive blocks (targets, channels, n) as out_dir/<target>.wav (32-bit float), each
-    file appearing only once complete."""
+    file appearing only once complete. EstimatesError, and no file, when a block is not finite (a
+    diverged model: museval would score its estimates as NaN, and tables would quietly leave
+    them out)."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"{target}.wav" for target in targets]
+    written = 0
     with ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(path, suffix=".wav")) for path in paths]
         writers = None
         for block in blocks:
+            problems = [
+                f"{path}: {problem}"
+                for path, audio in zip(paths, block, strict=True)
+                if (problem := non_finite(audio, sample_rate, written)) is not None
+            ]
+            if problems:
+                raise EstimatesError(
+                    "\n".join(problems)
+                    + "\nThe separator's output is not audio: a model whose training diverged (see the run's "
+                    "training log and checkpoint) or NaN in its input. Nothing was written."
+                )
+            written += block.shape[-1]
             if writers is None:
                 channels = block.shape[1]
                 writers = [
