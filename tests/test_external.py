@@ -132,6 +132,25 @@ def test_bad_estimates_are_refused_naming_the_file_and_nothing_is_written(tmp_pa
     assert not (tmp_path / "ours").exists() or not any((tmp_path / "ours").iterdir())
 
 
+def test_estimates_with_nan_are_refused_naming_their_file_and_nothing_is_written(tmp_path):
+    """A NaN in someone else's estimate (found block by block while copying, after the headers
+    passed): their file is named with the sample's time, and no copy is left."""
+    write_mixture(tmp_path / "mixture.npy")
+    write_estimates(tmp_path / "theirs", subtype="FLOAT")
+    audio, _ = sf.read(tmp_path / "theirs" / "bass.wav", dtype="float32")
+    audio[RATE + 10, 1] = np.nan
+    sf.write(tmp_path / "theirs" / "bass.wav", audio, RATE, subtype="FLOAT")
+    with pytest.raises(EstimatesError) as error:
+        import_estimates(tmp_path / "theirs", tmp_path / "mixture.npy", tmp_path / "ours", TARGETS, RATE, block=3000)
+    message = str(error.value)
+    assert (
+        f"{tmp_path / 'theirs' / 'bass.wav'}: 1 samples are NaN or infinite, the first at 1.001 s (channel 1)"
+        in message
+    )
+    assert "re-create them" in message and "Nothing was written" in message
+    assert not (tmp_path / "ours").exists() or not any((tmp_path / "ours").iterdir())
+
+
 def test_a_missing_folder_is_named(tmp_path):
     write_mixture(tmp_path / "mixture.npy")
     with pytest.raises(EstimatesError, match="no such folder of estimates"):

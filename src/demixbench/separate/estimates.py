@@ -48,14 +48,19 @@ def write_estimates(out_dir: Path, estimates: np.ndarray, targets: Sequence[str]
 
 
 def stream_estimates(
-    out_dir: Path, blocks: Iterator[np.ndarray], targets: Sequence[str], sample_rate: int
+    out_dir: Path,
+    blocks: Iterator[np.ndarray],
+    targets: Sequence[str],
+    sample_rate: int,
+    origins: Sequence[Path] | None = None,
 ) -> list[Path]:
     """Write consecutive blocks (targets, channels, n) as out_dir/<target>.wav (32-bit float), each
     file appearing only once complete. EstimatesError, and no file, when a block is not finite (a
     diverged model: museval would score its estimates as NaN, and tables would quietly leave
-    them out)."""
+    them out), naming the files written or, given `origins` (one per target), the files copied."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"{target}.wav" for target in targets]
+    named = list(origins) if origins is not None else paths
     written = 0
     with ExitStack() as stack:
         temporaries = [stack.enter_context(atomic_path(path, suffix=".wav")) for path in paths]
@@ -63,15 +68,17 @@ def stream_estimates(
         for block in blocks:
             problems = [
                 f"{path}: {problem}"
-                for path, audio in zip(paths, block, strict=True)
+                for path, audio in zip(named, block, strict=True)
                 if (problem := non_finite(audio, sample_rate, written)) is not None
             ]
             if problems:
-                raise EstimatesError(
-                    "\n".join(problems)
-                    + "\nThe separator's output is not audio: a model whose training diverged (see the run's "
-                    "training log and checkpoint) or NaN in its input. Nothing was written."
+                cause = (
+                    "estimates with NaN or infinite samples have no scores: re-create them"
+                    if origins is not None
+                    else "the separator's output is not audio: a model whose training diverged (see the run's "
+                    "training log and checkpoint) or NaN in its input"
                 )
+                raise EstimatesError("\n".join([*problems, f"{cause[0].upper()}{cause[1:]}. Nothing was written."]))
             written += block.shape[-1]
             if writers is None:
                 channels = block.shape[1]
@@ -175,7 +182,7 @@ def import_estimates(
                 parts = [f.read(min(block, samples - start), dtype="float32", always_2d=True).T for f in files]
                 yield np.stack(parts)
 
-    return stream_estimates(out_dir, blocks(), targets, sample_rate)
+    return stream_estimates(out_dir, blocks(), targets, sample_rate, [source / f"{target}.wav" for target in targets])
 
 
 def export_mixture(mixture: Path, out: Path, sample_rate: int, block: int = 1 << 18) -> Path:
