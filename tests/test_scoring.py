@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from demixbench.score.scorefile import load_track_scores, write_scores
 from demixbench.score.track import ScoringConfig, nsdr, score_arrays
@@ -127,8 +128,6 @@ def test_nan_or_infinite_samples_are_refused_naming_the_file_and_where(tmp_path,
     broken[1, 1, 12000:12003] = bad  # bass, channel 1, at 1.5 s
     with pytest.raises(NonFiniteAudio, match=r"bass estimate: 3 samples are NaN or infinite, the first at 1\.500 s"):
         score_arrays(references, broken, config=config)
-    import soundfile as sf
-
     sf.write(tmp_path / "est" / "bass.wav", broken[1].T, 8000, subtype="FLOAT")
     out = tmp_path / "out.json.gz"
     with pytest.raises(ValueError) as error:

@@ -73,12 +73,12 @@ def stream_estimates(
             ]
             if problems:
                 cause = (
-                    "estimates with NaN or infinite samples have no scores: re-create them"
+                    "Estimates with NaN or infinite samples have no scores: re-create them"
                     if origins is not None
-                    else "the separator's output is not audio: a model whose training diverged (see the run's "
+                    else "The separator's output is not audio: a model whose training diverged (see the run's "
                     "training log and checkpoint) or NaN in its input"
                 )
-                raise EstimatesError("\n".join([*problems, f"{cause[0].upper()}{cause[1:]}. Nothing was written."]))
+                raise EstimatesError("\n".join([*problems, f"{cause}. Nothing was written."]))
             written += block.shape[-1]
             if writers is None:
                 channels = block.shape[1]
