@@ -623,6 +623,42 @@ def test_rerun_after_a_finished_run_does_nothing(pipeline):
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
 
 
+#: Loaded by the Snakemake process of test_a_run_ends_with_its_last_job (PYTHONPATH): when the
+#: interpreter shuts down, before it joins the threads still running, it writes how many
+#: threading.Timer threads are still pending (not cancelled, not fired).
+PENDING_TIMERS_SITECUSTOMIZE = """\
+import os, sys, threading
+
+if os.path.basename(sys.argv[0]) == "snakemake":
+    def _report():
+        pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
+        with open(os.environ["PENDING_TIMERS_REPORT"], "w") as report:
+            report.write(str(len(pending)))
+
+    threading._register_atexit(_report)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_its_last_job(pipeline, tmp_path, monkeypatch):
+    """Snakemake 9's job rate limiter leaves a non-daemon timer behind after each round of job
+    selection, which kept every run that executed a job alive about a second after its last one;
+    the workflow's onsuccess handler cancels it. A run that executes one job (the provenance
+    record, which nothing downstream reads) has no timer pending when the interpreter shuts down."""
+    workdir, config, snakefile = pipeline
+    (tmp_path / "sitecustomize.py").write_text(PENDING_TIMERS_SITECUSTOMIZE)
+    report = tmp_path / "pending-timers"
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("PENDING_TIMERS_REPORT", str(report))
+    provenance = f"results/{config['experiment']}/provenance.json"
+    result = snakemake(
+        workdir, config, "--forcerun", "record_provenance", "--cores", "1", provenance, snakefile=snakefile
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert job_counts(result.stdout + result.stderr) == {"record_provenance": 1}
+    assert report.read_text() == "0"
+
+
 def tree_listing(workdir: Path) -> dict[str, tuple[int, int]]:
     """Every file under workdir's results/ and logs/: relative path -> (size, mtime in ns)."""
     return {
