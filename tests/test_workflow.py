@@ -643,8 +643,8 @@ if os.path.basename(sys.argv[0]) == "snakemake":
 def test_a_run_ends_with_its_last_job(pipeline, tmp_path, monkeypatch):
     """Snakemake 9's job rate limiter leaves a non-daemon timer behind after each round of job
     selection, which kept every run that executed a job alive about a second after its last one;
-    the workflow's onsuccess handler cancels it. A run that executes one job (the provenance
-    record, which nothing downstream reads) has no timer pending when the interpreter shuts down."""
+    the workflow cancels it at shutdown. A run that executes one job (the provenance record, which
+    nothing downstream reads) has no timer pending when the interpreter shuts down."""
     workdir, config, snakefile = pipeline
     (tmp_path / "sitecustomize.py").write_text(PENDING_TIMERS_SITECUSTOMIZE)
     report = tmp_path / "pending-timers"

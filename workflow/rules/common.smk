@@ -589,18 +589,19 @@ def score_mem_mb(wildcards, threads):
 # ---- the end of a run ----------------------------------------------------------------------------
 
 
-def release_scheduler_timers(log=None):
-    """Cancel the timer Snakemake's job rate limiter leaves behind, so that the run ends with its
-    last job.
+def release_scheduler_timers():
+    """Cancel the timer Snakemake's job rate limiter leaves behind, so that a Snakemake process
+    ends with its last job.
 
     Snakemake 9 limits job submissions by default (--max-jobs-per-timespan 100/1s): after each
     round of job selection its scheduler starts a threading.Timer (not a daemon thread) that wakes
     the scheduler again a timespan later. Once the workflow is done nothing waits on that timer,
     but the interpreter does before it exits: every invocation that ran a job returned about a
-    second after its last job (measured: 1.07 s of a 4.7-s scoring stage). The timer's only effect
-    is that wake-up, so cancelling it here, after the last job, changes nothing else. Only the
-    scheduler's own timers are cancelled (recognised by their function's name; under another
-    Snakemake version that names it differently this does nothing).
+    second after its last job (measured: 1.07 s of a 4.7-s scoring stage), and so did the
+    Snakemake process inside every cluster job. The timer's only effect is that wake-up, so
+    cancelling it at shutdown changes nothing else. Only the scheduler's own timers are cancelled
+    (recognised by their function's name; under a Snakemake that names it differently this does
+    nothing).
     """
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
@@ -608,9 +609,7 @@ def release_scheduler_timers(log=None):
                 thread.cancel()
 
 
-onsuccess:
-    release_scheduler_timers()
-
-
-onerror:
-    release_scheduler_timers()
+# Run at the interpreter's shutdown, just before it waits for the threads still running (the hook
+# concurrent.futures uses): onsuccess/onerror handlers would miss the Snakemake process of a
+# cluster job, which runs with --no-hooks.
+threading._register_atexit(release_scheduler_timers)
