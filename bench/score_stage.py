@@ -26,6 +26,12 @@ set, one after the other:
   invocation with that commit's workflow and package (``git archive``), one score_track job per
   track, for comparison.
 
+With ``--demo DIR`` (a clone in which ``make demo`` has run), the same measurement on the demo's own
+results tree instead of the synthetic sets: every run the demo separated (models, seeds and
+oracles) on its test tracks, with its config (``config/demo.yaml`` of that clone, the scoring
+threads set by ``--threads``). Its score files are removed and scored again in place (the same
+bytes: the scorer is deterministic), as are the score_run benchmark files; nothing else changes.
+
 Prints, per set, the stage's wall time over the pure time on the cores (goal: at most 1.25x on 2
 cores) for each ``--threads`` value (resources.score.threads: worker processes per job), and the
 same for the old stage. The stage is also set against the serial sum of the pure calls (the
@@ -34,7 +40,7 @@ The machine's load average is printed before and after: other processes on the c
 stage's parallel jobs and the serial pure calls differently.
 
 Usage: .venv/bin/python bench/score_stage.py [--sets demo stand-in] [--cores 2] [--threads 1 2]
-       [--old 61f4fec | --old none] [--workdir DIR]
+       [--old 61f4fec | --old none] [--workdir DIR] [--demo CLONE]
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import functools
 import os
 import shutil
 import subprocess
@@ -127,25 +134,40 @@ def _pure_call(index: int) -> float:
     return time.perf_counter() - start
 
 
-def pure_seconds(work: Path, config: dict, tracks: list[str], cores: int) -> tuple[list[float], float]:
-    """score_arrays per run and track, inputs in memory, after a warm-up call: (each call's
-    seconds one after the other in this process, wall time of all of them in a warm pool of
-    `cores` processes)."""
+def bench_runs(work: Path, config: dict, tracks: list[str]) -> list[tuple[Path, Path]]:
+    """(decoded reference folder, estimates folder) of every run and track of a prepared set."""
+    results = work / "results" / config["experiment"]
+    return [
+        (results / "decoded" / track, results / f"separated/unet/seed{seed}" / track)
+        for seed in config["seeds"]
+        for track in tracks
+    ]
+
+
+def demo_runs(clone: Path, config: dict) -> list[tuple[Path, Path]]:
+    """(decoded reference folder, estimates folder) of every run and test track the demo separated
+    in `clone` (results/<experiment>/separated/<method>/<run>/<track>)."""
+    results = clone / "results" / config["experiment"]
+    folders = sorted(path for path in results.glob("separated/*/*/*") if path.is_dir())
+    if not folders:
+        raise SystemExit(f"{clone}: no separated tracks under {results}/separated: run `make demo` there first")
+    return [(results / "decoded" / folder.name, folder) for folder in folders]
+
+
+def pure_seconds(config: dict, runs: list[tuple[Path, Path]], cores: int) -> tuple[list[float], float]:
+    """score_arrays per run and track (`runs`: reference and estimates folders), inputs in memory,
+    after a warm-up call: (each call's seconds one after the other in this process, wall time of
+    all of them in a warm pool of `cores` processes)."""
     import multiprocessing
 
     from demixbench import TARGETS
     from demixbench.score.track import ScoringConfig
     from demixbench.separate.estimates import read_estimates
 
-    results = work / "results" / EXPERIMENT
     _SCORING[:] = [ScoringConfig(**config["scoring"], sample_rate=config["data"]["sample_rate"])]
     _INPUTS[:] = [
-        (
-            np.stack([np.load(results / "decoded" / track / f"{target}.npy") for target in TARGETS]),
-            read_estimates(results / f"separated/unet/seed{seed}" / track, TARGETS),
-        )
-        for seed in config["seeds"]
-        for track in tracks
+        (np.stack([np.load(references / f"{target}.npy") for target in TARGETS]), read_estimates(estimates, TARGETS))
+        for references, estimates in runs
     ]
     _pure_call(0)  # warm-up: first-call costs are not the scorer's
     serial = [_pure_call(index) for index in range(len(_INPUTS))]
@@ -188,16 +210,16 @@ def snakemake(work: Path, snakefile: Path, cores: int, rule: str, env: dict | No
     return elapsed
 
 
-def clean(work: Path) -> None:
-    """No scores, no staged tracks, no benchmark files: the stage starts from nothing."""
-    results = work / "results" / EXPERIMENT
-    for folder in ("scores", "work", "benchmarks"):
+def clean(work: Path, rule: str, experiment: str = EXPERIMENT) -> None:
+    """No scores, no staged tracks, no benchmark files of `rule`: the stage starts from nothing."""
+    results = work / "results" / experiment
+    for folder in ("scores", f"work/{rule}", f"benchmarks/{rule}"):
         shutil.rmtree(results / folder, ignore_errors=True)
 
 
-def job_seconds(work: Path, rule: str) -> tuple[int, float]:
+def job_seconds(work: Path, rule: str, experiment: str = EXPERIMENT) -> tuple[int, float]:
     """(jobs, summed wall time) from the Snakemake benchmark files of `rule`."""
-    files = sorted((work / "results" / EXPERIMENT / "benchmarks" / rule).rglob("*.tsv"))
+    files = sorted((work / "results" / experiment / "benchmarks" / rule).rglob("*.tsv"))
     seconds = 0.0
     for path in files:
         with path.open() as handle:
@@ -205,11 +227,13 @@ def job_seconds(work: Path, rule: str) -> tuple[int, float]:
     return len(files), seconds
 
 
-def stage(work: Path, snakefile: Path, cores: int, rule: str, env: dict | None = None) -> dict[str, float]:
+def stage(
+    work: Path, snakefile: Path, cores: int, rule: str, env: dict | None = None, experiment: str = EXPERIMENT
+) -> dict[str, float]:
     """The stage from nothing, then a run with nothing to do (Snakemake's fixed cost)."""
-    clean(work)
+    clean(work, rule, experiment)
     total = snakemake(work, snakefile, cores, rule, env)
-    jobs, job_sum = job_seconds(work, rule)
+    jobs, job_sum = job_seconds(work, rule, experiment)
     noop = snakemake(work, snakefile, cores, rule, env)
     return {"total": total, "noop": noop, "stage": total - noop, "jobs": jobs, "job_sum": job_sum}
 
@@ -229,6 +253,31 @@ def load() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def measure(
+    title: str, work: Path, config: dict, runs: list[tuple[Path, Path]], args: argparse.Namespace, config_of
+) -> float:
+    """Print the pure time of `runs` and the stage's for each --threads value (config_of(threads):
+    the config the stage runs with), in `work`; returns the pure time (the reference)."""
+    serial, pooled = pure_seconds(config, runs, args.cores)
+    pure = min(sum(serial), pooled)
+    print(
+        f"\n{title}, --cores {args.cores} (load {load()})\n"
+        f"  pure scoring calls: one after the other {sum(serial):.2f} s ({np.mean(serial):.3f} s per track), "
+        f"in a warm pool of {args.cores} processes {pooled:.2f} s; reference {pure:.2f} s"
+    )
+    for threads in args.threads:
+        (work / "score_run.yaml").write_text(yaml.safe_dump(config_of(threads), sort_keys=False))
+        new = stage(work, REPO / "Snakefile", args.cores, "score_run", experiment=config["experiment"])
+        print(
+            f"  stage, threads {threads} ({new['jobs']} score_run jobs): {new['stage']:.2f} s "
+            f"(snakemake {new['total']:.2f} s - {new['noop']:.2f} s with nothing to do; jobs' own "
+            f"wall time {new['job_sum']:.2f} s): **{new['stage'] / pure:.2f}x** the pure time "
+            f"({new['total'] / pure:.2f}x with Snakemake's start; {new['stage'] / sum(serial):.2f}x the "
+            "sum of the calls one after the other)"
+        )
+    return pure
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
@@ -240,40 +289,48 @@ def main() -> None:
         "--old", default=OLD_STAGE, help=f"commit of the per-track stage (default {OLD_STAGE}); none: skip"
     )
     parser.add_argument("--workdir", type=Path, help="keep the prepared trees here and reuse them (default: temporary)")
+    parser.add_argument(
+        "--demo", type=Path, metavar="CLONE", help="measure the results tree of a finished `make demo` in CLONE instead"
+    )
     args = parser.parse_args()
 
     print(f"load average before: {load()} ({os.cpu_count()} CPUs)")
+    if args.demo is not None:
+        clone = args.demo.resolve()
+        demo = yaml.safe_load((clone / "config/demo.yaml").read_text())
+
+        def demo_config(threads: int) -> dict:
+            config = copy.deepcopy(demo)
+            config["resources"]["score"]["threads"] = threads
+            return config
+
+        runs = demo_runs(clone, demo)
+        methods = sorted({estimates.parent.relative_to(estimates.parents[2]).as_posix() for _, estimates in runs})
+        title = f"demo tree {clone}: {len(methods)} runs, {len(runs)} run-tracks"
+        measure(title, clone, demo, runs, args, demo_config)
+        print(f"\nload average after: {load()}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         base = args.workdir or Path(tmp)
         old = old_tree(args.old, Path(tmp) / "old") if args.old != "none" else None
         old_env = {**os.environ, "PYTHONPATH": str(old / "src")} if old else None
         for name in args.sets:
-            runs, n_tracks, seconds = SETS[name]
+            n_runs, n_tracks, seconds = SETS[name]
             work = base / name
             work.mkdir(parents=True, exist_ok=True)
-            config = bench_config(runs, n_tracks, seconds, args.threads[0])
+            config = bench_config(n_runs, n_tracks, seconds, args.threads[0])
             tracks = prepare(work, config)
-            serial, pooled = pure_seconds(work, config, tracks, args.cores)
-            pure = min(sum(serial), pooled)
-            print(
-                f"\n{name}: {runs} run(s) x {n_tracks} tracks of {seconds:g} s, --cores {args.cores} "
-                f"(load {load()})\n"
-                f"  pure scoring calls: one after the other {sum(serial):.2f} s ({np.mean(serial):.3f} s per track), "
-                f"in a warm pool of {args.cores} processes {pooled:.2f} s; reference {pure:.2f} s"
+            title = f"{name}: {n_runs} run(s) x {n_tracks} tracks of {seconds:g} s"
+            pure = measure(
+                title,
+                work,
+                config,
+                bench_runs(work, config, tracks),
+                args,
+                functools.partial(bench_config, n_runs, n_tracks, seconds),
             )
-            for threads in args.threads:
-                config = bench_config(runs, n_tracks, seconds, threads)
-                (work / "score_run.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-                new = stage(work, REPO / "Snakefile", args.cores, "score_run")
-                print(
-                    f"  stage, threads {threads} ({new['jobs']} score_run jobs): {new['stage']:.2f} s "
-                    f"(snakemake {new['total']:.2f} s - {new['noop']:.2f} s with nothing to do; jobs' own "
-                    f"wall time {new['job_sum']:.2f} s): **{new['stage'] / pure:.2f}x** the pure time "
-                    f"({new['total'] / pure:.2f}x with Snakemake's start; {new['stage'] / sum(serial):.2f}x the "
-                    "sum of the calls one after the other)"
-                )
             if old is not None:  # the same experiment in the keys that commit's schema knows
-                old_config = bench_config(runs, n_tracks, seconds, 1, old)
+                old_config = bench_config(n_runs, n_tracks, seconds, 1, old)
                 (work / "score_track.yaml").write_text(yaml.safe_dump(old_config, sort_keys=False))
                 before = stage(work, old / "Snakefile", args.cores, "score_track", old_env)
                 print(
@@ -281,7 +338,8 @@ def main() -> None:
                     f"(snakemake {before['total']:.2f} s - {before['noop']:.2f} s; jobs' own wall time "
                     f"{before['job_sum']:.2f} s): {before['stage'] / pure:.2f}x the pure time"
                 )
-            clean(work)
+            for rule in ("score_run", "score_track"):
+                clean(work, rule)
     print(f"\nload average after: {load()}")
 
 
