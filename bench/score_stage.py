@@ -92,6 +92,7 @@ def prepare(work: Path, config: dict) -> list[str]:
     """Generate the dataset, decode its test tracks and write every run's estimates (once per
     work directory and config); returns the test tracks."""
     from demixbench import TARGETS
+    from demixbench.data.cache import load_decoded
     from demixbench.data.decode import decode_track
     from demixbench.data.synthetic import SyntheticSpec, track_names
     from demixbench.data.synthetic.writer import write_dataset
@@ -110,7 +111,8 @@ def prepare(work: Path, config: dict) -> list[str]:
     rng = np.random.default_rng(0)
     for track in tracks:
         decode_track("synthetic", root, "test", track, results / "decoded" / track)
-        references = np.stack([np.load(results / "decoded" / track / f"{target}.npy") for target in TARGETS])
+        decoded = load_decoded(results / "decoded" / track, TARGETS, mmap=False)
+        references = np.stack([decoded[target] for target in TARGETS])
         for seed in config["seeds"]:
             noisy = 0.8 * references + 0.1 * np.roll(references, 1, axis=0)
             noisy += rng.normal(0, 0.01, size=references.shape)
@@ -161,14 +163,17 @@ def pure_seconds(config: dict, runs: list[tuple[Path, Path]], cores: int) -> tup
     import multiprocessing
 
     from demixbench import TARGETS
+    from demixbench.data.cache import load_decoded
     from demixbench.score.track import ScoringConfig
     from demixbench.separate.estimates import read_estimates
 
     _SCORING[:] = [ScoringConfig(**config["scoring"], sample_rate=config["data"]["sample_rate"])]
-    _INPUTS[:] = [
-        (np.stack([np.load(references / f"{target}.npy") for target in TARGETS]), read_estimates(estimates, TARGETS))
-        for references, estimates in runs
-    ]
+
+    def stacked(track_dir: Path) -> np.ndarray:
+        decoded = load_decoded(track_dir, TARGETS, mmap=False)
+        return np.stack([decoded[target] for target in TARGETS])
+
+    _INPUTS[:] = [(stacked(references), read_estimates(estimates, TARGETS)) for references, estimates in runs]
     _pure_call(0)  # warm-up: first-call costs are not the scorer's
     serial = [_pure_call(index) for index in range(len(_INPUTS))]
     with multiprocessing.get_context("fork").Pool(cores) as pool:
@@ -305,8 +310,7 @@ def main() -> None:
             return config
 
         runs = demo_runs(clone, demo)
-        methods = sorted({estimates.parent.relative_to(estimates.parents[2]).as_posix() for _, estimates in runs})
-        title = f"demo tree {clone}: {len(methods)} runs, {len(runs)} run-tracks"
+        title = f"demo tree {clone}: {len({estimates.parent for _, estimates in runs})} runs, {len(runs)} run-tracks"
         measure(title, clone, demo, runs, args, demo_config)
         print(f"\nload average after: {load()}")
         return
